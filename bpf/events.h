@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The event ABI: every record that crosses the BPF ring buffer, shared by the
+ * kernel programs (bpf/\*.bpf.c) and user space (collector/).
+ *
+ * Invariants:
+ *  - Fixed widths only, widest field first, explicit reserved fields; every
+ *    size is _Static_assert'ed, so a layout change is a compile error on both
+ *    sides, never a silent misread.
+ *  - Every record starts with struct fs_event_hdr; hdr.size is the size of
+ *    the whole record, hdr.type says which body follows.
+ *  - Addresses are always 16 bytes: IPv4 as v4-mapped IPv6 (::ffff:a.b.c.d).
+ *    Ports are in host byte order.
+ *  - Times are kernel CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns());
+ *    user space turns them into UTC (collector/clock.c).
+ *  - A change to any record bumps FS_ABI_VERSION (recordings carry it).
+ *
+ * This header holds only constants and event structs, nothing else.
+ */
+#ifndef FLOWSTORE_BPF_EVENTS_H
+#define FLOWSTORE_BPF_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define FS_ABI_VERSION 1
+
+#define FS_COMM_LEN 16
+#define FS_HISTORY_LEN 12 /* s h a d f r, each at most once per side */
+#define FS_STATE_PATH_LEN 16
+
+enum fs_event_type {
+	FS_EVENT_FLOW = 1,
+	FS_EVENT_TCP_STATE = 2,
+	FS_EVENT_TCP_CONN = 3,
+};
+
+/* Why a flow record left the kernel (flows.end_reason). */
+enum fs_flow_end {
+	FS_END_TCP_FIN = 1,        /* FIN seen both ways */
+	FS_END_TCP_RST = 2,        /* RST seen */
+	FS_END_ACTIVE_TIMEOUT = 3, /* long-lived flow, exported periodically */
+	FS_END_IDLE_TIMEOUT = 4,   /* user-space sweep found it idle */
+	FS_END_MAP_FULL = 5,       /* flow map full: a one-packet record */
+	FS_END_SHUTDOWN = 6,       /* flowstored stopped, map drained */
+	FS_END_MAX = FS_END_SHUTDOWN,
+};
+
+/* Who opened a TCP connection, seen from this host. */
+enum fs_direction {
+	FS_DIR_UNKNOWN = 0,
+	FS_DIR_OUT = 1, /* this host connected (active open) */
+	FS_DIR_IN = 2,  /* a peer connected to us (passive open) */
+	FS_DIR_MAX = FS_DIR_IN,
+};
+
+/* TCP states, numbered as the kernel numbers them (include/net/tcp_states.h);
+ * the BPF side asserts the match against vmlinux.h. */
+enum fs_tcp_state {
+	FS_TCP_ESTABLISHED = 1,
+	FS_TCP_SYN_SENT = 2,
+	FS_TCP_SYN_RECV = 3,
+	FS_TCP_FIN_WAIT1 = 4,
+	FS_TCP_FIN_WAIT2 = 5,
+	FS_TCP_TIME_WAIT = 6,
+	FS_TCP_CLOSE = 7,
+	FS_TCP_CLOSE_WAIT = 8,
+	FS_TCP_LAST_ACK = 9,
+	FS_TCP_LISTEN = 10,
+	FS_TCP_CLOSING = 11,
+	FS_TCP_NEW_SYN_RECV = 12,
+	FS_TCP_STATE_MAX = FS_TCP_NEW_SYN_RECV,
+};
+
+/* TCP header flag bits, as in the TCP header's flags byte. */
+#define FS_TCP_FIN 0x01
+#define FS_TCP_SYN 0x02
+#define FS_TCP_RST 0x04
+#define FS_TCP_PSH 0x08
+#define FS_TCP_ACK 0x10
+#define FS_TCP_URG 0x20
+
+struct fs_event_hdr {
+	__u64 ts_ns;    /* CLOCK_MONOTONIC when the record was made */
+	__u16 type;     /* enum fs_event_type */
+	__u16 size;     /* sizeof the whole record, header included */
+	__u32 reserved; /* zero */
+};
+
+/* One bidirectional flow on one interface. orig = the side seen first (for
+ * TCP, the SYN sender when the SYN was seen). Bytes at the IP layer. */
+struct fs_flow_event {
+	struct fs_event_hdr hdr;
+	__u64 first_ns; /* first packet, CLOCK_MONOTONIC */
+	__u64 last_ns;  /* last packet, CLOCK_MONOTONIC */
+	__u64 orig_pkts;
+	__u64 orig_bytes;
+	__u64 resp_pkts;
+	__u64 resp_bytes;
+	__u64 sock_cookie; /* owning local socket, 0 if unknown */
+	__u8 orig_addr[16];
+	__u8 resp_addr[16];
+	__u32 ifindex;
+	__u32 pid; /* tgid of the socket's owner, 0 if unknown */
+	__u16 orig_port; /* ICMP: type */
+	__u16 resp_port; /* ICMP: code */
+	__u8 proto;      /* IPPROTO_* */
+	__u8 end_reason; /* enum fs_flow_end */
+	__u8 orig_tcp_flags; /* OR of FS_TCP_* sent by orig */
+	__u8 resp_tcp_flags; /* OR of FS_TCP_* sent by resp */
+	char history[FS_HISTORY_LEN]; /* Zeek letters, first appearance order, NUL-padded */
+	char comm[FS_COMM_LEN];       /* owner's comm, NUL-padded, "" if unknown */
+	__u32 reserved;
+};
+
+/* One TCP state transition of a local socket (tp_btf/inet_sock_set_state). */
+struct fs_tcp_state_event {
+	struct fs_event_hdr hdr;
+	__u64 sock_cookie;
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u32 pid; /* owner's tgid when known, else 0 */
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 old_state; /* enum fs_tcp_state */
+	__u8 new_state;
+	__u8 direction; /* enum fs_direction */
+	__u8 reserved1;
+	char comm[FS_COMM_LEN];
+	__u32 reserved2;
+};
+
+/* A TCP connection, emitted when its socket reaches CLOSE. */
+struct fs_tcp_conn_event {
+	struct fs_event_hdr hdr;
+	__u64 start_ns; /* first state change seen (SYN_SENT / SYN_RECV) */
+	__u64 end_ns;   /* CLOSE */
+	__u64 sock_cookie;
+	__u64 cgroup_id;
+	__u64 bytes_acked;    /* payload sent and acknowledged */
+	__u64 bytes_received; /* payload received */
+	__u8 local_addr[16];
+	__u8 remote_addr[16];
+	__u32 segs_out;
+	__u32 segs_in;
+	__u32 retransmits;
+	__u32 srtt_us;
+	__u32 pid; /* tgid of the opener (connect or accept), 0 if unknown */
+	__u32 uid;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 direction;   /* enum fs_direction */
+	__u8 close_state; /* the state it moved to CLOSE from */
+	__u8 path_len;    /* entries used in state_path (it may have been longer) */
+	__u8 reserved1;
+	__u8 state_path[FS_STATE_PATH_LEN]; /* states entered, in order */
+	char comm[FS_COMM_LEN];
+};
+
+_Static_assert(sizeof(struct fs_event_hdr) == 16, "fs_event_hdr layout");
+_Static_assert(sizeof(struct fs_flow_event) == 152, "fs_flow_event layout");
+_Static_assert(sizeof(struct fs_tcp_state_event) == 88, "fs_tcp_state_event layout");
+_Static_assert(sizeof(struct fs_tcp_conn_event) == 160, "fs_tcp_conn_event layout");
+
+#define FS_EVENT_MAX_SIZE 160
+
+#endif /* FLOWSTORE_BPF_EVENTS_H */
