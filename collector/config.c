@@ -1,0 +1,254 @@
+/*
+ * Command-line parsing for flowstored (see config.h). getopt_long, then a
+ * validation pass over the whole config, so a conflict between two flags
+ * gets the same one-line error as a bad value.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "log.h"
+
+#define NS_PER_S 1000000000LL
+
+enum {
+	OPT_DATA = 1000, OPT_SOURCE, OPT_RECORD, OPT_PARTITION, OPT_PARTITION_ROWS,
+	OPT_BATCH_ROWS, OPT_BATCH_MS, OPT_QUEUE_BATCHES, OPT_COUNT, OPT_SEED,
+	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES,
+};
+
+static const struct option long_options[] = {
+	{ "data", required_argument, 0, OPT_DATA },
+	{ "source", required_argument, 0, OPT_SOURCE },
+	{ "record", required_argument, 0, OPT_RECORD },
+	{ "partition", required_argument, 0, OPT_PARTITION },
+	{ "partition-rows", required_argument, 0, OPT_PARTITION_ROWS },
+	{ "batch-rows", required_argument, 0, OPT_BATCH_ROWS },
+	{ "batch-ms", required_argument, 0, OPT_BATCH_MS },
+	{ "queue-batches", required_argument, 0, OPT_QUEUE_BATCHES },
+	{ "count", required_argument, 0, OPT_COUNT },
+	{ "seed", required_argument, 0, OPT_SEED },
+	{ "log-level", required_argument, 0, OPT_LOG_LEVEL },
+	{ "socket", required_argument, 0, OPT_SOCKET },
+	{ "interfaces", required_argument, 0, OPT_INTERFACES },
+	{ "help", no_argument, 0, 'h' },
+	{ "version", no_argument, 0, 'V' },
+	{ 0, 0, 0, 0 },
+};
+
+void config_usage(FILE *f)
+{
+	fputs("usage: flowstored [OPTION]...\n"
+	      "Record network flows and TCP connections into time-partitioned SQLite files.\n"
+	      "\n"
+	      "  --data DIR              where partitions live (default /var/lib/flowstore)\n"
+	      "  --source SRC            bpf (default; the kernel programs), synthetic[:RATE]\n"
+	      "                          (generated events, RATE per second, default as fast\n"
+	      "                          as they can be written), or replay:FILE\n"
+	      "  --record FILE           also write every raw event to FILE (for replay:)\n"
+	      "  --partition DURATION    period of one partition (default 1h; e.g. 15m, 1d)\n"
+	      "  --partition-rows N      roll over at N rows too (default 2M)\n"
+	      "  --batch-rows N          rows per write transaction (default 10k)\n"
+	      "  --batch-ms N            write a partial batch after N ms (default 250)\n"
+	      "  --queue-batches N       batches that may wait for the writer (default 4);\n"
+	      "                          past that, events are dropped and counted\n"
+	      "  --count N               synthetic: stop after N events\n"
+	      "  --seed N                synthetic: random seed (default 1)\n"
+	      "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	      "  --socket PATH           query socket (default DIR/flowstore.sock)\n"
+	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated)\n"
+	      "  -h, --help              this text\n"
+	      "  -V, --version           the version\n",
+	      f);
+}
+
+int config_parse_count(const char *s, uint64_t *v)
+{
+	static const struct { char suffix; uint64_t mult; } units[] = {
+		{ 'k', 1000ULL }, { 'K', 1000ULL }, { 'M', 1000000ULL }, { 'G', 1000000000ULL },
+	};
+	uint64_t mult = 1;
+	char *end;
+	uintmax_t n;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoumax(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		size_t i;
+
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (*end == units[i].suffix)
+				break;
+		if (i == sizeof(units) / sizeof(units[0]) || end[1])
+			return -EINVAL;
+		mult = units[i].mult;
+	}
+	if (n > UINT64_MAX / mult)
+		return -EINVAL;
+	*v = (uint64_t)n * mult;
+	return 0;
+}
+
+int config_parse_duration(const char *s, int64_t *ns)
+{
+	static const struct { const char *suffix; int64_t mult; } units[] = {
+		{ "", NS_PER_S }, { "ms", 1000000LL }, { "s", NS_PER_S }, { "m", 60 * NS_PER_S },
+		{ "h", 3600 * NS_PER_S }, { "d", 86400 * NS_PER_S },
+	};
+	char *end;
+	uintmax_t n;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoumax(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcmp(end, units[i].suffix) == 0) {
+			if (n > (uintmax_t)(INT64_MAX / units[i].mult))
+				return -EINVAL;
+			*ns = (int64_t)n * units[i].mult;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, len, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+static int parse_source(const char *arg, struct config *cfg, char *err, size_t len)
+{
+	if (strcmp(arg, "bpf") == 0) {
+		cfg->source = SOURCE_BPF;
+	} else if (strcmp(arg, "synthetic") == 0) {
+		cfg->source = SOURCE_SYNTHETIC;
+		cfg->synthetic_rate = 0;
+	} else if (strncmp(arg, "synthetic:", 10) == 0) {
+		cfg->source = SOURCE_SYNTHETIC;
+		if (config_parse_count(arg + 10, &cfg->synthetic_rate) || !cfg->synthetic_rate)
+			return fail(err, len, "--source synthetic:RATE: '%s' is not a positive rate", arg + 10);
+	} else if (strncmp(arg, "replay:", 7) == 0 && arg[7]) {
+		cfg->source = SOURCE_REPLAY;
+		cfg->replay_path = arg + 7;
+	} else {
+		return fail(err, len, "--source: '%s' is not bpf, synthetic[:RATE] or replay:FILE", arg);
+	}
+	return 0;
+}
+
+/* A count within [min, max], for flag `name`. */
+static int parse_bounded(const char *name, const char *arg, uint64_t min, uint64_t max,
+			 uint64_t *v, char *err, size_t len)
+{
+	if (config_parse_count(arg, v) || *v < min || *v > max)
+		return fail(err, len, "%s: '%s' is not a number from %" PRIu64 " to %" PRIu64,
+			    name, arg, min, max);
+	return 0;
+}
+
+static int parse_option(int opt, const char *arg, struct config *cfg, char *err, size_t len)
+{
+	uint64_t v;
+	int rc = 0;
+
+	switch (opt) {
+	case OPT_DATA: cfg->data_dir = arg; break;
+	case OPT_SOURCE: return parse_source(arg, cfg, err, len);
+	case OPT_RECORD: cfg->record_path = arg; break;
+	case OPT_PARTITION:
+		if (config_parse_duration(arg, &cfg->partition_ns) || cfg->partition_ns < NS_PER_S ||
+		    cfg->partition_ns > 31 * 86400 * NS_PER_S)
+			return fail(err, len, "--partition: '%s' is not a duration from 1s to 31d (e.g. 15m, 1h, 1d)", arg);
+		break;
+	case OPT_PARTITION_ROWS:
+		return parse_bounded("--partition-rows", arg, 1, 1000000000, &cfg->partition_rows, err, len);
+	case OPT_BATCH_ROWS:
+		rc = parse_bounded("--batch-rows", arg, 1, 1000000, &v, err, len);
+		cfg->batch_rows = (size_t)v;
+		break;
+	case OPT_BATCH_MS:
+		return parse_bounded("--batch-ms", arg, 1, 60000, &cfg->batch_ms, err, len);
+	case OPT_QUEUE_BATCHES:
+		rc = parse_bounded("--queue-batches", arg, 1, 1024, &v, err, len);
+		cfg->queue_batches = (size_t)v;
+		break;
+	case OPT_COUNT:
+		return parse_bounded("--count", arg, 1, UINT64_MAX, &cfg->count, err, len);
+	case OPT_SEED:
+		return parse_bounded("--seed", arg, 0, UINT64_MAX, &cfg->seed, err, len);
+	case OPT_LOG_LEVEL:
+		cfg->log_level = log_level_parse(arg);
+		if (cfg->log_level < 0)
+			return fail(err, len, "--log-level: '%s' is not error, warn, info or debug", arg);
+		break;
+	case OPT_SOCKET: cfg->socket_path = arg; break;
+	case OPT_INTERFACES: cfg->interfaces = arg; break;
+	case 'h': cfg->help = true; break;
+	case 'V': cfg->version = true; break;
+	}
+	return rc;
+}
+
+static int validate(const struct config *cfg, char *err, size_t len)
+{
+	if (!*cfg->data_dir)
+		return fail(err, len, "--data: the directory name is empty");
+	if (cfg->count && cfg->source != SOURCE_SYNTHETIC)
+		return fail(err, len, "--count works only with --source synthetic");
+	if (cfg->record_path && cfg->replay_path && strcmp(cfg->record_path, cfg->replay_path) == 0)
+		return fail(err, len, "--record: '%s' is the file being replayed", cfg->record_path);
+	if (cfg->interfaces && cfg->source != SOURCE_BPF)
+		return fail(err, len, "--interfaces works only with --source bpf");
+	return 0;
+}
+
+static void set_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->data_dir = "/var/lib/flowstore";
+	cfg->source = SOURCE_BPF;
+	cfg->partition_ns = 3600 * NS_PER_S;
+	cfg->partition_rows = 2000000;
+	cfg->batch_rows = 10000;
+	cfg->batch_ms = 250;
+	cfg->queue_batches = 4;
+	cfg->seed = 1;
+	cfg->log_level = LOG_INFO;
+}
+
+int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)
+{
+	int opt;
+
+	set_defaults(cfg);
+	optind = 0; /* reset: tests parse several argv in one process */
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+		if (opt == '?')
+			return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
+		if (opt == ':')
+			return fail(err, errlen, "option '%s' needs a value", argv[optind - 1]);
+		if (parse_option(opt, optarg, cfg, err, errlen))
+			return -EINVAL;
+	}
+	if (optind < argc)
+		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	return validate(cfg, err, errlen);
+}

@@ -1,0 +1,46 @@
+/*
+ * flowstored's command line: parsing and validation, separate from main so
+ * tests can drive it. Every bad flag or value is a one-line error; main
+ * prints it with the usage and exits 2.
+ */
+#ifndef FLOWSTORE_CONFIG_H
+#define FLOWSTORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum source_kind { SOURCE_BPF, SOURCE_SYNTHETIC, SOURCE_REPLAY };
+
+struct config {
+	const char *data_dir;
+	enum source_kind source;
+	uint64_t synthetic_rate; /* events/s; 0 = as fast as possible */
+	const char *replay_path;
+	const char *record_path;
+	int64_t partition_ns;
+	uint64_t partition_rows;
+	size_t batch_rows;
+	uint64_t batch_ms;
+	size_t queue_batches;
+	uint64_t count; /* synthetic: stop after this many events */
+	uint64_t seed;
+	int log_level;
+	const char *socket_path; /* reserved: the query socket */
+	const char *interfaces;  /* reserved: the kernel source */
+	bool help, version;
+};
+
+/* Fill cfg from argv (defaults first). 0, or -EINVAL with err set. */
+int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen);
+
+void config_usage(FILE *f);
+
+/* "500ms", "90s", "15m", "1h", "7d" (a bare number is seconds) → ns. */
+int config_parse_duration(const char *s, int64_t *ns);
+
+/* "1000", "10k", "2M", "1G" → value (k = 1000). */
+int config_parse_count(const char *s, uint64_t *v);
+
+#endif /* FLOWSTORE_CONFIG_H */

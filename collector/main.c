@@ -1,0 +1,385 @@
+/*
+ * flowstored: the daemon. Parses flags, claims the data dir, seals what an
+ * earlier run left open, wires a source to the pipeline, and runs the libuv
+ * loop until SIGINT/SIGTERM or until the source is done (--count, the end of
+ * a replay).
+ *
+ * Shutdown order matters and is always the same: stop the source (no more
+ * events), flush the last batch and let the writer commit everything queued
+ * (pipeline_close), stop the sealer (a seal in progress is cancelled and
+ * redone at the next start), print the counters, exit 0. Nothing is sealed
+ * early: the open partition stays open for the next start to seal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "clock.h"
+#include "config.h"
+#include "decode.h"
+#include "events.h"
+#include "log.h"
+#include "pipeline.h"
+#include "recording.h"
+#include "schema.h"
+#include "sealer.h"
+#include "source.h"
+#include "stats.h"
+
+#define STATS_LOG_INTERVAL_MS (60 * 1000)
+
+struct daemon {
+	uv_loop_t loop;
+	struct config cfg;
+	struct stats stats;
+	char socket_path[4096];
+	int dir_fd; /* flock()ed: one daemon per data dir */
+	struct sealer *sealer;
+	struct pipeline pipeline;
+	bool pipeline_ready;
+	struct source *source;
+	uv_signal_t sigint, sigterm;
+	uv_timer_t stats_timer;
+	bool stopping, source_done;
+	int exit_code;
+};
+
+static void log_stats(struct daemon *d)
+{
+	char line[2048];
+
+	stats_format_line(&d->stats, line, sizeof(line));
+	LOG(LOG_INFO, "%s", line);
+}
+
+/* mkdir, where an existing directory is success (whatever errno says). */
+static int mkdir_one(const char *path, mode_t mode)
+{
+	struct stat st;
+
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	return -errno;
+}
+
+static int mkdir_p(const char *path)
+{
+	char buf[4096];
+	size_t len = strlen(path);
+	int err;
+
+	if (len >= sizeof(buf))
+		return -ENAMETOOLONG;
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		err = mkdir_one(buf, 0755);
+		if (err)
+			return err;
+		*p = '/';
+	}
+	return mkdir_one(buf, 0750);
+}
+
+/* Create the data dir if needed, check we can write it, lock it. */
+static int claim_data_dir(struct daemon *d)
+{
+	const char *dir = d->cfg.data_dir;
+	int err = mkdir_p(dir);
+
+	if (err) {
+		fprintf(stderr, "flowstored: cannot create data dir %s: %s\n", dir, strerror(-err));
+		return -1;
+	}
+	d->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d->dir_fd < 0) {
+		fprintf(stderr, "flowstored: cannot use data dir %s: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK)) {
+		fprintf(stderr, "flowstored: data dir %s is not writable: %s\n", dir, strerror(errno));
+		return -1;
+	}
+	if (flock(d->dir_fd, LOCK_EX | LOCK_NB)) {
+		fprintf(stderr, "flowstored: data dir %s is in use by another flowstored\n", dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Report what is in the data dir; queue what an earlier run left unsealed. */
+static int scan_data_dir(struct daemon *d)
+{
+	struct catalog cat;
+	size_t queued = 0;
+	int err = catalog_scan(d->cfg.data_dir, &cat);
+
+	if (err) {
+		LOG(LOG_ERROR, "cannot list %s: %s", d->cfg.data_dir, strerror(-err));
+		return err;
+	}
+	for (size_t i = 0; i < cat.n; i++) {
+		const struct catalog_entry *e = &cat.entries[i];
+		char path[4096];
+
+		if (e->status == CATALOG_BROKEN) {
+			LOG(LOG_WARN, "%s/%s is not a readable partition (%s); left alone",
+			    d->cfg.data_dir, e->name, e->error);
+			stats_add(&d->stats.partitions_broken, 1);
+		} else if (e->needs_seal) {
+			snprintf(path, sizeof(path), "%s/%s", d->cfg.data_dir, e->name);
+			sealer_submit(d->sealer, path);
+			queued++;
+		}
+	}
+	if (cat.foreign)
+		LOG(LOG_WARN, "%zu files in %s are not flowstore partitions; left alone",
+		    cat.foreign, d->cfg.data_dir);
+	stats_add(&d->stats.files_foreign, cat.foreign);
+	LOG(LOG_INFO, "%zu partitions in %s, %zu left open by an earlier run: sealing them",
+	    cat.n, d->cfg.data_dir, queued);
+	catalog_free(&cat);
+	return 0;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void on_pipeline_closed(struct pipeline *p)
+{
+	(void)p;
+}
+
+static void close_daemon_handles(struct daemon *d)
+{
+	uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+	uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
+	uv_close((uv_handle_t *)&d->stats_timer, on_handle_closed);
+}
+
+static void on_source_stopped(struct source *s)
+{
+	struct daemon *d = s->user;
+
+	/* Blocks until the writer committed every queued batch. */
+	pipeline_close(&d->pipeline, on_pipeline_closed);
+	d->pipeline_ready = false;
+	if (d->source_done)
+		sealer_wait_idle(d->sealer);
+	close_daemon_handles(d);
+}
+
+static void daemon_stop(struct daemon *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	LOG(LOG_INFO, "stopping (%s): writing what is queued", why);
+	d->source->ops->stop(d->source, on_source_stopped);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	daemon_stop(h->data, signum == SIGINT ? "SIGINT" : "SIGTERM");
+}
+
+static void on_stats_timer(uv_timer_t *t)
+{
+	log_stats(t->data);
+}
+
+static void on_source_done(void *ctx, int status)
+{
+	struct daemon *d = ctx;
+
+	d->source_done = true;
+	if (status)
+		d->exit_code = 1;
+	daemon_stop(d, status ? "source failed" : "source done");
+}
+
+static void on_room(void *ctx)
+{
+	struct daemon *d = ctx;
+
+	if (!d->stopping && d->source->ops->resume)
+		d->source->ops->resume(d->source);
+}
+
+static int open_record(struct daemon *d)
+{
+	struct recording_writer *rec;
+	char why[256];
+
+	if (!d->cfg.record_path)
+		return 0;
+	if (recording_writer_open(d->cfg.record_path, clock_realtime(&clock_system), &rec, why,
+				  sizeof(why))) {
+		fprintf(stderr, "flowstored: --record %s: %s\n", d->cfg.record_path, why);
+		return -1;
+	}
+	pipeline_set_record(&d->pipeline, rec);
+	return 0;
+}
+
+static int make_source(struct daemon *d)
+{
+	struct source_sink sink = pipeline_sink(&d->pipeline);
+	struct synthetic_opts opts = {
+		.rate = d->cfg.synthetic_rate, .count = d->cfg.count, .seed = d->cfg.seed,
+	};
+	int err;
+
+	if (d->cfg.source == SOURCE_SYNTHETIC)
+		err = source_synthetic_new(&d->loop, &clock_system, &opts, &sink, &d->source);
+	else
+		err = source_replay_new(&d->loop, d->cfg.replay_path, &sink, &d->source);
+	if (err) {
+		fprintf(stderr, "flowstored: cannot start the %s source: %s\n",
+			d->cfg.source == SOURCE_SYNTHETIC ? "synthetic" : "replay", strerror(-err));
+		return -1;
+	}
+	d->source->user = d;
+	d->pipeline.on_room = on_room;
+	d->pipeline.room_ctx = d;
+	d->pipeline.on_source_done = on_source_done;
+	d->pipeline.done_ctx = d;
+	return 0;
+}
+
+static int start_pipeline(struct daemon *d)
+{
+	struct pipeline_config pcfg = {
+		.batch_rows = d->cfg.batch_rows,
+		.batch_ms = d->cfg.batch_ms,
+		.queue_batches = d->cfg.queue_batches,
+		.ifname = decode_ifname_system,
+	};
+	struct writer_config wcfg = {
+		.dir = d->cfg.data_dir,
+		.period_ns = d->cfg.partition_ns,
+		.partition_rows = d->cfg.partition_rows,
+		.clock = &clock_system,
+		.shutdown_retry_ms = 10000,
+	};
+	int err = pipeline_init(&d->pipeline, &d->loop, &pcfg, &wcfg, d->sealer, &d->stats);
+
+	if (err) {
+		fprintf(stderr, "flowstored: cannot start the writer: %s\n", strerror(-err));
+		return -1;
+	}
+	d->pipeline_ready = true;
+	return 0;
+}
+
+static void start_handles(struct daemon *d)
+{
+	uv_signal_init(&d->loop, &d->sigint);
+	uv_signal_init(&d->loop, &d->sigterm);
+	uv_timer_init(&d->loop, &d->stats_timer);
+	d->sigint.data = d->sigterm.data = d->stats_timer.data = d;
+	uv_signal_start(&d->sigint, on_signal, SIGINT);
+	uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+	uv_timer_start(&d->stats_timer, on_stats_timer, STATS_LOG_INTERVAL_MS,
+		       STATS_LOG_INTERVAL_MS);
+}
+
+static int check_source(const struct config *cfg)
+{
+	if (cfg->source != SOURCE_BPF)
+		return 0;
+	fprintf(stderr, "flowstored: --source bpf: the kernel programs are not part of this "
+			"version yet; use --source synthetic[:RATE] or --source replay:FILE\n");
+	return -1;
+}
+
+static int parse_flags(struct daemon *d, int argc, char **argv)
+{
+	char err[512];
+
+	if (config_parse(argc, argv, &d->cfg, err, sizeof(err))) {
+		fprintf(stderr, "flowstored: %s\n", err);
+		config_usage(stderr);
+		exit(2);
+	}
+	if (d->cfg.help) {
+		config_usage(stdout);
+		exit(0);
+	}
+	if (d->cfg.version) {
+		printf("flowstored %s (schema %d, event ABI %d, recording format %d)\n",
+		       FLOWSTORE_VERSION, SCHEMA_VERSION, FS_ABI_VERSION, RECORDING_VERSION);
+		exit(0);
+	}
+	log_threshold = (enum log_level)d->cfg.log_level;
+	if (d->cfg.socket_path)
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", d->cfg.socket_path);
+	else
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s/flowstore.sock",
+			 d->cfg.data_dir);
+	return check_source(&d->cfg);
+}
+
+static int daemon_setup(struct daemon *d)
+{
+	int err;
+
+	if (claim_data_dir(d))
+		return -1;
+	err = sealer_start(&clock_system, &d->stats, &d->sealer);
+	if (err) {
+		fprintf(stderr, "flowstored: cannot start the sealer: %s\n", strerror(-err));
+		return -1;
+	}
+	if (scan_data_dir(d) || start_pipeline(d) || open_record(d) || make_source(d))
+		return -1;
+	start_handles(d);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d = { .dir_fd = -1 };
+
+	signal(SIGPIPE, SIG_IGN);
+	if (parse_flags(&d, argc, argv))
+		return 1;
+	uv_loop_init(&d.loop);
+	if (daemon_setup(&d)) {
+		d.exit_code = 1;
+		goto cleanup;
+	}
+	LOG(LOG_INFO, "data in %s; query socket will be %s", d.cfg.data_dir, d.socket_path);
+	if (d.source->ops->start(d.source)) {
+		fprintf(stderr, "flowstored: the %s source did not start\n", d.source->ops->name);
+		d.exit_code = 1;
+		daemon_stop(&d, "source failed");
+	}
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	log_stats(&d);
+cleanup:
+	if (d.pipeline_ready) {
+		pipeline_close(&d.pipeline, on_pipeline_closed);
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+	}
+	sealer_stop(d.sealer);
+	if (d.source)
+		d.source->ops->destroy(d.source);
+	uv_loop_close(&d.loop);
+	if (d.dir_fd >= 0)
+		close(d.dir_fd);
+	return d.exit_code;
+}

@@ -1,0 +1,129 @@
+/*
+ * Formatting the counters of stats.h. A table drives both formats so a new
+ * counter is one line here and appears everywhere.
+ */
+#include "stats.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+static const char *const malformed_names[MALFORMED_NREASONS] = {
+	[MALFORMED_SHORT] = "short",
+	[MALFORMED_SIZE] = "size",
+	[MALFORMED_TYPE] = "type",
+	[MALFORMED_VALUE] = "value",
+};
+
+const char *stats_malformed_name(enum malformed_reason r)
+{
+	return r < MALFORMED_NREASONS ? malformed_names[r] : "unknown";
+}
+
+enum metric_kind { COUNTER, GAUGE };
+
+struct metric {
+	const char *name; /* flowstore_<name> in Prometheus, <name> in the line */
+	const char *help;
+	enum metric_kind kind;
+	size_t offset;     /* of the first counter in struct stats */
+	size_t n;          /* counters in the family */
+	const char *label; /* label key when n > 1 */
+	const char *const *label_values;
+};
+
+static const char *const table_labels[SCHEMA_NTABLES] = { "flows", "connections", "tcp_states" };
+
+#define M(name, help, kind, field, n, label, values)                          \
+	{ name, help, kind, offsetof(struct stats, field), n, label, values }
+
+static const struct metric metrics[] = {
+	M("events_in", "Events decoded, by table.", COUNTER, events_in, SCHEMA_NTABLES, "table", table_labels),
+	M("events_malformed", "Malformed events skipped, by reason.", COUNTER, malformed, MALFORMED_NREASONS, "reason", malformed_names),
+	M("events_dropped", "Events dropped because the write queue was full.", COUNTER, dropped_queue_full, 1, 0, 0),
+	M("batches_queued", "Batches handed to the writer.", COUNTER, batches_queued, 1, 0, 0),
+	M("record_errors", "Failed writes to the --record file.", COUNTER, record_errors, 1, 0, 0),
+	M("rows_written", "Rows committed to partitions, by table.", COUNTER, rows_written, SCHEMA_NTABLES, "table", table_labels),
+	M("rows_lost", "Rows that could not be written before exit.", COUNTER, rows_lost, 1, 0, 0),
+	M("batches_committed", "Write transactions committed.", COUNTER, batches_committed, 1, 0, 0),
+	M("commit_ns_total", "Time spent writing batches, ns.", COUNTER, commit_ns_total, 1, 0, 0),
+	M("commit_ns_max", "Slowest batch write, ns.", GAUGE, commit_ns_max, 1, 0, 0),
+	M("write_errors", "Failed write attempts (each retried).", COUNTER, write_errors, 1, 0, 0),
+	M("queue_depth", "Batches waiting for the writer.", GAUGE, queue_depth, 1, 0, 0),
+	M("partitions_created", "Partitions created.", COUNTER, partitions_created, 1, 0, 0),
+	M("partitions_sealed", "Partitions sealed.", COUNTER, partitions_sealed, 1, 0, 0),
+	M("seal_errors", "Seals that failed.", COUNTER, seal_errors, 1, 0, 0),
+	M("seal_ns_total", "Time spent sealing, ns.", COUNTER, seal_ns_total, 1, 0, 0),
+	M("seal_rows_total", "Rows in the partitions sealed.", COUNTER, seal_rows_total, 1, 0, 0),
+	M("partitions_broken", "Files named like partitions that cannot be read (left alone).", GAUGE, partitions_broken, 1, 0, 0),
+	M("files_foreign", "Files in the data dir that are not flowstore's (left alone).", GAUGE, files_foreign, 1, 0, 0),
+};
+
+#undef M
+
+static uint64_t metric_value(const struct stats *s, const struct metric *m, size_t i)
+{
+	const atomic_uint_fast64_t *c =
+		(const atomic_uint_fast64_t *)((const char *)s + m->offset);
+
+	return stats_get(&c[i]);
+}
+
+struct out {
+	char *buf;
+	size_t len, used;
+};
+
+__attribute__((format(printf, 2, 3))) static void out_printf(struct out *o, const char *fmt, ...)
+{
+	size_t room = o->used < o->len ? o->len - o->used : 0;
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(room ? o->buf + o->used : NULL, room, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		o->used += (size_t)n;
+}
+
+int stats_format_line(const struct stats *s, char *buf, size_t len)
+{
+	struct out o = { buf, len, 0 };
+
+	out_printf(&o, "stats:");
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+
+		for (size_t i = 0; i < mt->n; i++) {
+			if (mt->n > 1)
+				out_printf(&o, " %s_%s=%llu", mt->name, mt->label_values[i],
+					   (unsigned long long)metric_value(s, mt, i));
+			else
+				out_printf(&o, " %s=%llu", mt->name,
+					   (unsigned long long)metric_value(s, mt, i));
+		}
+	}
+	return (int)o.used;
+}
+
+int stats_format_prometheus(const struct stats *s, char *buf, size_t len)
+{
+	struct out o = { buf, len, 0 };
+
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+
+		out_printf(&o, "# HELP flowstore_%s %s\n# TYPE flowstore_%s %s\n", mt->name,
+			   mt->help, mt->name, mt->kind == COUNTER ? "counter" : "gauge");
+		for (size_t i = 0; i < mt->n; i++) {
+			if (mt->n > 1)
+				out_printf(&o, "flowstore_%s{%s=\"%s\"} %llu\n", mt->name, mt->label,
+					   mt->label_values[i],
+					   (unsigned long long)metric_value(s, mt, i));
+			else
+				out_printf(&o, "flowstore_%s %llu\n", mt->name,
+					   (unsigned long long)metric_value(s, mt, i));
+		}
+	}
+	return (int)o.used;
+}

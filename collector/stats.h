@@ -1,0 +1,79 @@
+/*
+ * The collector's counters. One instance per daemon, written by the loop
+ * thread, the writer thread and the sealer thread with relaxed atomics (each
+ * counter has one writer; readers only need eventual values). Readable as a
+ * one-line "stats:" log record and as Prometheus text; the query socket
+ * exposes the same figures as SQL and /metrics.
+ */
+#ifndef FLOWSTORE_STATS_H
+#define FLOWSTORE_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "schema.h"
+
+enum malformed_reason {
+	MALFORMED_SHORT = 0,   /* smaller than a header */
+	MALFORMED_SIZE,        /* hdr.size disagrees with the bytes or the type */
+	MALFORMED_TYPE,        /* unknown type */
+	MALFORMED_VALUE,       /* a field out of range (state, direction, ...) */
+	MALFORMED_NREASONS,
+};
+
+struct stats {
+	/* loop thread */
+	atomic_uint_fast64_t events_in[SCHEMA_NTABLES]; /* decoded, by kind */
+	atomic_uint_fast64_t malformed[MALFORMED_NREASONS];
+	atomic_uint_fast64_t dropped_queue_full; /* events lost: no free batch */
+	atomic_uint_fast64_t batches_queued;
+	atomic_uint_fast64_t record_errors;      /* --record write failures */
+	/* writer thread */
+	atomic_uint_fast64_t rows_written[SCHEMA_NTABLES];
+	atomic_uint_fast64_t rows_lost; /* could not be written at shutdown */
+	atomic_uint_fast64_t batches_committed;
+	atomic_uint_fast64_t commit_ns_total;
+	atomic_uint_fast64_t commit_ns_max;
+	atomic_uint_fast64_t write_errors;  /* failed attempts (then retried) */
+	atomic_uint_fast64_t queue_depth;   /* batches waiting for the writer */
+	atomic_uint_fast64_t partitions_created;
+	/* sealer thread */
+	atomic_uint_fast64_t partitions_sealed;
+	atomic_uint_fast64_t seal_errors;
+	atomic_uint_fast64_t seal_ns_total;
+	atomic_uint_fast64_t seal_rows_total;
+	/* startup */
+	atomic_uint_fast64_t partitions_broken; /* ours by name, unreadable: left alone */
+	atomic_uint_fast64_t files_foreign;     /* not ours: left alone */
+};
+
+static inline void stats_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline uint64_t stats_get(const atomic_uint_fast64_t *c)
+{
+	return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+static inline void stats_max(atomic_uint_fast64_t *c, uint64_t v)
+{
+	uint64_t cur = stats_get(c);
+
+	while (v > cur && !atomic_compare_exchange_weak_explicit(
+				  c, &cur, v, memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+const char *stats_malformed_name(enum malformed_reason r);
+
+/* "stats: events_flows=... rows_flows=... ..." (key=value, one line). */
+int stats_format_line(const struct stats *s, char *buf, size_t len);
+
+/* Prometheus text exposition format (version 0.0.4). Returns the length
+ * written, or the length needed if it did not fit (like snprintf). */
+int stats_format_prometheus(const struct stats *s, char *buf, size_t len);
+
+#endif /* FLOWSTORE_STATS_H */

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Bad flags and values: one line naming the problem, then the usage, exit 2.
+# Unusable data dirs and sources: a clear line naming the path, exit 1.
+. "$(dirname "$0")/lib.sh"
+test_dir
+
+expect_exit() { # CODE PATTERN ARGS...
+	local code=$1 pattern=$2 rc=0
+	shift 2
+	"$FLOWSTORED" "$@" >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" = "$code" ] || fail "flowstored $*: exit $rc, want $code; stderr: $(cat "$T/err")"
+	grep -q -- "$pattern" "$T/err" "$T/out" || fail "flowstored $*: no '$pattern' in: $(cat "$T/err")"
+}
+
+expect_usage_error() { # PATTERN ARGS...
+	expect_exit 2 "$@"
+	[ "$(head -n 1 "$T/err" | grep -c '^flowstored: ')" = 1 ] || fail "first line is not the error: $(head -n 1 "$T/err")"
+	grep -q '^usage: flowstored' "$T/err" || fail "no usage after the error for $*"
+}
+
+D="$T/data"
+expect_usage_error "unknown option '--bogus'" --bogus
+expect_usage_error "needs a value" --data
+expect_usage_error "--partition: '0'" --data "$D" --partition 0
+expect_usage_error "--partition: '1x'" --data "$D" --partition 1x
+expect_usage_error "--partition-rows: '0'" --data "$D" --partition-rows 0
+expect_usage_error "--batch-rows: 'many'" --data "$D" --batch-rows many
+expect_usage_error "--batch-ms: '0'" --data "$D" --batch-ms 0
+expect_usage_error "--queue-batches: '5000'" --data "$D" --queue-batches 5000
+expect_usage_error "--source: 'kafka'" --data "$D" --source kafka
+expect_usage_error "synthetic:RATE: 'fast'" --data "$D" --source synthetic:fast
+expect_usage_error "--log-level: 'loud'" --data "$D" --log-level loud
+expect_usage_error "--count works only with --source synthetic" --data "$D" --source replay:x --count 5
+expect_usage_error "unexpected argument 'extra'" --data "$D" extra
+
+expect_exit 0 "usage: flowstored" --help
+expect_exit 0 "flowstored 0" --version
+
+# Nothing was created by any of the refused runs.
+[ ! -e "$D" ] || fail "a refused run created $D"
+
+# Data dirs that cannot be used.
+touch "$T/file"
+expect_exit 1 "cannot use data dir $T/file: Not a directory" --data "$T/file" --source synthetic --count 1
+expect_exit 1 "cannot create data dir /proc/flowstore-test" --data /proc/flowstore-test --source synthetic --count 1
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 0755 "$T"
+	mkdir -m 0755 "$T/rootonly"
+	rc=0
+	setpriv --reuid=65534 --regid=65534 --clear-groups "$FLOWSTORED" --data "$T/rootonly" \
+		--source synthetic --count 1 2>"$T/err" || rc=$?
+	[ "$rc" = 1 ] || fail "unwritable dir: exit $rc"
+	grep -q "data dir $T/rootonly is not writable" "$T/err" || fail "unwritable dir: $(cat "$T/err")"
+fi
+
+# Sources that cannot start.
+expect_exit 1 "--source bpf" --data "$D" --source bpf
+expect_exit 1 "no-such-file" --data "$D" --source replay:"$T/no-such-file"
+echo "this is not a recording, just some text of sufficient length......." >"$T/junk.rec"
+expect_exit 1 "not a flowstore recording" --data "$D" --source replay:"$T/junk.rec"
+
+# One daemon per data dir.
+"$FLOWSTORED" --data "$D" --source synthetic:100 2>"$T/first" &
+first=$!
+cleanup_hook() { kill "$first" 2>/dev/null || true; wait "$first" 2>/dev/null || true; }
+for _ in $(seq 50); do grep -q 'data in' "$T/first" && break; sleep 0.1; done
+expect_exit 1 "in use by another flowstored" --data "$D" --source synthetic --count 1
+kill -TERM "$first"
+wait "$first" || fail "first daemon exited $?"
+echo "e2e_flags: ok"
