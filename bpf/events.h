@@ -73,6 +73,16 @@ enum fs_tcp_state {
 	FS_TCP_STATE_MAX = FS_TCP_NEW_SYN_RECV,
 };
 
+/* Why a record was lost in the kernel: the index into each program's per-CPU
+ * loss counter array (__u64 per CPU), which has FS_LOSS_MAX entries. Unlike
+ * the other _MAX constants here, FS_LOSS_MAX is a count, not the last value. */
+enum fs_loss_reason {
+	FS_LOSS_RINGBUF_FULL = 0, /* bpf_ringbuf_reserve() failed */
+	FS_LOSS_MAP_FULL = 1,     /* a state map had no room for a new entry */
+	FS_LOSS_PARSE = 2,        /* a packet or kernel struct could not be read */
+	FS_LOSS_MAX = 3,
+};
+
 /* TCP header flag bits, as in the TCP header's flags byte. */
 #define FS_TCP_FIN 0x01
 #define FS_TCP_SYN 0x02

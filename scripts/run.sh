@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Quick start: installs what is missing, builds (build/gcc) and runs
+# flowstored in the foreground on ./flowstore-data (or $FLOWSTORE_DATA).
+#
+#   scripts/run.sh [flowstored options]
+#
+# Without a --source option it records synthetic traffic
+# (--source synthetic:2000). Stop it with Ctrl-C: it flushes and exits.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${FLOWSTORE_DATA:-./flowstore-data}
+BUILD="$ROOT/build/gcc"
+
+"$ROOT/scripts/deps.sh"
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build "$BUILD" -j "$(nproc)" --target flowstored
+
+mkdir -p "$DATA"
+DATA=$(cd "$DATA" && pwd)
+
+args=("$@")
+has_source=false
+for arg in "$@"; do
+	case $arg in
+	--source | --source=*) has_source=true ;;
+	esac
+done
+if [ "$has_source" = false ]; then
+	args+=(--source synthetic:2000)
+fi
+
+cat <<INFO
+
+flowstore
+  data:    $DATA  (one SQLite file per period: raw-<UTC start>-<seq>.db)
+  socket:  $DATA/flowstore.sock
+  look at the data (read-only, safe while flowstored runs):
+    ls $DATA
+    sqlite3 "file:\$(ls $DATA/raw-*.db | tail -n 1)?mode=ro" \\
+      'SELECT * FROM flows ORDER BY ts DESC LIMIT 10'
+  stop: Ctrl-C
+
+INFO
+exec "$BUILD/collector/flowstored" --data "$DATA" "${args[@]}"
