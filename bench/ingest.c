@@ -33,7 +33,9 @@
 
 #define NS 1000000000.0
 #define CEILING_ROWS 2000000
+#ifndef CEILING_TXN
 #define CEILING_TXN 100000
+#endif
 #define DISTINCT_ROWS 500000
 
 struct run {
