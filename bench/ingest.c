@@ -199,6 +199,7 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--flowstored"))
 			flowstored = argv[i + 1];
 	}
+	schema_init();
 	snprintf(dir, sizeof(dir), "rm -rf '%s' && mkdir -p '%s'", base, base);
 	if (system(dir))
 		return 1;

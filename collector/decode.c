@@ -8,7 +8,6 @@
  */
 #include "decode.h"
 
-#include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -45,14 +44,94 @@ const char *decode_tcp_state_name(unsigned state)
 	return state <= FS_TCP_STATE_MAX ? tcp_state_names[state] : NULL;
 }
 
+/* Decimal 0..255 without a leading zero; returns the end. */
+static char *put_u8(char *o, unsigned v)
+{
+	if (v >= 100)
+		*o++ = (char)('0' + v / 100);
+	if (v >= 10)
+		*o++ = (char)('0' + v / 10 % 10);
+	*o++ = (char)('0' + v % 10);
+	return o;
+}
+
+static char *put_ipv4(char *o, const uint8_t a[4])
+{
+	for (int i = 0; i < 4; i++) {
+		if (i)
+			*o++ = '.';
+		o = put_u8(o, a[i]);
+	}
+	return o;
+}
+
+/* Lower-case hex without leading zeros. */
+static char *put_hex16(char *o, unsigned v)
+{
+	static const char digits[] = "0123456789abcdef";
+	int shift = 12;
+
+	while (shift > 0 && !(v >> shift))
+		shift -= 4;
+	for (; shift >= 0; shift -= 4)
+		*o++ = digits[(v >> shift) & 0xf];
+	return o;
+}
+
+/*
+ * RFC 5952 text, as glibc's inet_ntop() writes it (the tests compare the two
+ * on random addresses): the longest run of two or more zero groups (the
+ * first if tied) becomes "::", and an address whose first 96 bits are zero
+ * but for ::ffff: keeps its last 32 bits dotted. inet_ntop() formats with
+ * sprintf, which costs more than the rest of decoding together.
+ */
+static char *put_ipv6(char *o, const uint8_t a[16])
+{
+	unsigned w[8];
+	int best = -1, best_len = 0;
+
+	for (int i = 0; i < 8; i++)
+		w[i] = (unsigned)a[2 * i] << 8 | a[2 * i + 1];
+	for (int i = 0; i < 8;) {
+		int j = i;
+
+		while (j < 8 && w[j] == 0)
+			j++;
+		if (j - i > best_len) {
+			best = i;
+			best_len = j - i;
+		}
+		i = j > i ? j : i + 1;
+	}
+	if (best_len < 2)
+		best = -1;
+	for (int i = 0; i < 8; i++) {
+		if (i == best) {
+			*o++ = ':';
+			if (i + best_len == 8)
+				*o++ = ':';
+			i += best_len - 1;
+			continue;
+		}
+		if (i)
+			*o++ = ':';
+		if (i == 6 && best == 0 && (best_len == 6 || (best_len == 5 && w[5] == 0xffff)))
+			return put_ipv4(o, a + 12);
+		o = put_hex16(o, w[i]);
+	}
+	return o;
+}
+
 void decode_addr(const uint8_t addr[16], char out[SCHEMA_ADDR_LEN])
 {
 	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	char *end;
 
 	if (memcmp(addr, v4mapped, sizeof(v4mapped)) == 0)
-		inet_ntop(AF_INET, addr + 12, out, SCHEMA_ADDR_LEN);
+		end = put_ipv4(out, addr + 12);
 	else
-		inet_ntop(AF_INET6, addr, out, SCHEMA_ADDR_LEN);
+		end = put_ipv6(out, addr);
+	*end = 0;
 }
 
 /* Copy a fixed-width, maybe unterminated kernel string. */
@@ -210,21 +289,31 @@ static int decode_tcp_state(const struct fs_tcp_state_event *e, int64_t off,
 	return 0;
 }
 
-static int format_path(const struct fs_tcp_conn_event *e, char *out, size_t len)
+static int format_path(const struct fs_tcp_conn_event *e, char *out)
 {
-	size_t used = 0;
 	unsigned n = e->path_len < FS_STATE_PATH_LEN ? e->path_len : FS_STATE_PATH_LEN;
+	char *o = out;
 
-	out[0] = 0;
+	/* 16 names of at most 12 characters, 15 '>' and ">..." fit in len */
+	_Static_assert(sizeof(((struct conn_row *)0)->states) >= FS_STATE_PATH_LEN * 13 + 5,
+		       "conn_row.states holds the longest path");
 	for (unsigned i = 0; i < n; i++) {
 		const char *name = decode_tcp_state_name(e->state_path[i]);
+		size_t l;
 
 		if (!name)
 			return -1;
-		used += (size_t)snprintf(out + used, len - used, "%s%s", i ? ">" : "", name);
+		if (i)
+			*o++ = '>';
+		l = strlen(name);
+		memcpy(o, name, l);
+		o += l;
 	}
-	if (e->path_len > FS_STATE_PATH_LEN)
-		snprintf(out + used, len - used, ">...");
+	if (e->path_len > FS_STATE_PATH_LEN) {
+		memcpy(o, ">...", 4);
+		o += 4;
+	}
+	*o = 0;
 	return 0;
 }
 
@@ -233,7 +322,7 @@ static int decode_tcp_conn(const struct fs_tcp_conn_event *e, int64_t off,
 {
 	const char *close = decode_tcp_state_name(e->close_state);
 
-	if (!close || e->direction > FS_DIR_MAX || format_path(e, r->states, sizeof(r->states)))
+	if (!close || e->direction > FS_DIR_MAX || format_path(e, r->states))
 		return -1;
 	r->ts = (int64_t)e->start_ns + off;
 	r->ts_end = (int64_t)e->end_ns + off;

