@@ -147,8 +147,11 @@ static int scan_data_dir(struct daemon *d)
 		LOG(LOG_WARN, "%zu files in %s are not flowstore partitions; left alone",
 		    cat.foreign, d->cfg.data_dir);
 	stats_add(&d->stats.files_foreign, cat.foreign);
-	LOG(LOG_INFO, "%zu partitions in %s, %zu left open by an earlier run: sealing them",
-	    cat.n, d->cfg.data_dir, queued);
+	if (queued)
+		LOG(LOG_INFO, "%zu partitions in %s, %zu left open by an earlier run: sealing them",
+		    cat.n, d->cfg.data_dir, queued);
+	else
+		LOG(LOG_INFO, "%zu partitions in %s, all sealed", cat.n, d->cfg.data_dir);
 	catalog_free(&cat);
 	return 0;
 }
