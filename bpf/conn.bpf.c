@@ -1,19 +1,74 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * conn: TCP state transitions of local sockets, one struct fs_tcp_state_event
- * per call of the inet_sock_set_state tracepoint (tp_btf: no tracefs needed).
+ * conn: the TCP lifecycle of local sockets. Every state transition
+ * (tp_btf/inet_sock_set_state: no tracefs needed) becomes a struct
+ * fs_tcp_state_event; every connection, when its socket reaches CLOSE,
+ * becomes one struct fs_tcp_conn_event. Between the two, `conns` holds what
+ * a connection's record needs that the socket itself does not keep: when it
+ * started, who opened it, the states it went through.
+ *
+ * A socket's life, as the programs see it (cookie = bpf_get_socket_cookie):
+ *
+ *   active:  CLOSE->SYN_SENT   in connect(): entry created, owner = current
+ *            SYN_SENT->ESTABLISHED ... ->CLOSE
+ *   passive: LISTEN->SYN_RECV  the child, in softirq (inet_csk_clone_lock):
+ *                              entry created, the event held back (below)
+ *            SYN_RECV->ESTABLISHED   held-back event emitted first
+ *            accept()/accept4() returns it: owner = current (conn_accept)
+ *            ... ->CLOSE
+ *   ->CLOSE: state event, then the connection record, then the entry goes.
  *
  * Invariants:
- *  - Only IPPROTO_TCP sockets of AF_INET or AF_INET6 are reported.
- *  - Every record is reserve -> fill -> submit on the `events` ring buffer;
- *    a failed reserve is counted in `losses`[FS_LOSS_RINGBUF_FULL], never
- *    silent. User space sizes `events` before load (bpf_map__set_max_entries).
- *  - Every byte of a record is written (reserved memory is not zeroed).
- *  - local_port is 0 at CLOSE -> SYN_SENT: the kernel has not chosen it yet.
- *    The socket cookie ties that record to the socket's later ones.
- *  - pid/comm are taken from the current task only at CLOSE -> SYN_SENT,
- *    i.e. inside connect(): at any other transition the current task is
- *    often not the socket's owner (softirq, timers), so they stay 0/"".
+ *  1. Only IPPROTO_TCP sockets of AF_INET or AF_INET6 are looked at.
+ *  2. Every record is reserve -> fill every byte -> submit on `events`; a
+ *     failed reserve is counted in `losses`[FS_LOSS_RINGBUF_FULL], never
+ *     silent. User space sizes `events` before load.
+ *  3. `conns` is a plain hash (not LRU: eviction would silently cut a live
+ *     connection's record), keyed by socket cookie; user space sets its
+ *     max_entries before load. An entry lives from the socket's first traced
+ *     transition (or its accept) to its ->CLOSE, where it is deleted.
+ *     Listeners get no entry: they are not connections. An insert that
+ *     finds the map full is counted in `losses`[FS_LOSS_MAP_FULL]; the
+ *     socket's events still go out, and its connection record carries what
+ *     was known at close.
+ *  4. The owner (tgid, uid, comm, cgroup) is taken from the current task
+ *     only where that task is the owner: at CLOSE->SYN_SENT, which runs in
+ *     connect(), and at the exit of an accept()/accept4() syscall, for the
+ *     socket behind the fd it returns. Elsewhere current is whoever runs the
+ *     softirq or timer. Once known, every later event of the socket carries
+ *     it. An accept that is no syscall (io_uring, in-kernel servers), or of
+ *     an ia32 task, leaves a passive socket's owner unknown; so does one of
+ *     a socket that had no transition since load (no cookie to find it by).
+ *  5. The LISTEN->SYN_RECV event of a passive child is held in its entry
+ *     (its time in syn_recv_ns) and emitted, with that time, just before the
+ *     child's next transition, reading the addresses then: before Linux 6.15
+ *     the tracepoint fires inside inet_csk_clone_lock() before the child's
+ *     remote address and ports are set (they still hold the listener's).
+ *     Since 6.15 (commit a3a128f611a9, "inet: consolidate
+ *     inet_csk_clone_lock()") they are set first; holding the event back is
+ *     then harmless. Before 6.15 the child's cookie is not its own yet either
+ *     (sock_copy() copied the listener's; the child's own is set after the
+ *     tracepoint): a child whose remote port reads 0 there gets its event at
+ *     once, as the kernel shows it, and no entry until its next transition.
+ *  6. A connection record goes out for every socket that reaches CLOSE from
+ *     any state but LISTEN. start_ns is when the entry was made: the open
+ *     when state_path starts with SYN_SENT or SYN_RECV; for a socket first
+ *     seen mid-life (flowstored started later) the first transition or
+ *     accept seen; with no entry at all, the close. state_path holds the
+ *     first FS_STATE_PATH_LEN states entered, CLOSE included; path_len
+ *     counts them all (saturating at 255).
+ *  7. local_port is 0 at CLOSE -> SYN_SENT: the kernel has not chosen it
+ *     yet. The socket cookie ties that record to the socket's later ones.
+ *  8. Wakeups: ringbuf_wakeup_bytes = 0 submits with flags 0 (libbpf's
+ *     adaptive wakeup); N > 0 submits without a wakeup unless the ring then
+ *     holds >= N bytes, when it forces one. User space then drains on a
+ *     timer too (DESIGN.md, "Wakeups decide the ring buffer's cost").
+ *  9. bytes_acked and bytes_received are payload: the kernel's counters
+ *     also count the SYN and FINs, which are taken out (payload_acked()).
+ * 10. The kernel skips a program that fires while it already runs on the
+ *     same CPU (a softirq's transition interrupting one in process
+ *     context) and counts it only in the program's recursion_misses
+ *     (struct bpf_prog_info), not in `losses`: user space reads both.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -26,6 +81,15 @@
 /* Not in vmlinux.h: they are macros in the kernel. */
 #define AF_INET 2
 #define AF_INET6 10
+#define E2BIG 7
+
+#if !defined(__TARGET_ARCH_x86)
+#error "conn_accept reads x86-64 syscall numbers and registers"
+#endif
+#define NR_ACCEPT 43    /* x86-64 */
+#define NR_ACCEPT4 288  /* x86-64 */
+#define X32_SYSCALL_BIT 0x40000000
+#define TS_COMPAT 0x0002 /* thread_info.status: in an ia32 syscall */
 
 _Static_assert(FS_TCP_ESTABLISHED == TCP_ESTABLISHED, "TCP state numbering");
 _Static_assert(FS_TCP_SYN_SENT == TCP_SYN_SENT, "TCP state numbering");
@@ -42,6 +106,27 @@ _Static_assert(FS_TCP_NEW_SYN_RECV == TCP_NEW_SYN_RECV, "TCP state numbering");
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
+/* 0: submit with flags 0; N > 0: wake the consumer only at >= N bytes. */
+const volatile __u64 ringbuf_wakeup_bytes = 0;
+
+#define CONN_OWNER_KNOWN 0x01 /* conn_entry.flags: pid/uid/comm/cgroup_id valid */
+
+/* What `conns` keeps per socket until its ->CLOSE (key: socket cookie). */
+struct conn_entry {
+	__u64 start_ns;    /* invariant 6 */
+	__u64 syn_recv_ns; /* held-back LISTEN->SYN_RECV event's time, 0 if none */
+	__u64 cgroup_id;   /* owner's, when CONN_OWNER_KNOWN */
+	__u32 pid;         /* owner's tgid, when CONN_OWNER_KNOWN */
+	__u32 uid;
+	char comm[FS_COMM_LEN];
+	__u8 state_path[FS_STATE_PATH_LEN];
+	__u8 path_len;  /* states entered, saturating at 255 */
+	__u8 direction; /* enum fs_direction */
+	__u8 flags;     /* CONN_OWNER_KNOWN; written only where the owner is */
+	__u8 reserved[5];
+};
+_Static_assert(sizeof(struct conn_entry) == 72, "conn_entry layout");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 16 << 20); /* default; user space sets it before load */
@@ -54,6 +139,13 @@ struct {
 	__type(value, __u64);
 } losses SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536); /* default; user space sets it before load */
+	__type(key, __u64);         /* socket cookie */
+	__type(value, struct conn_entry);
+} conns SEC(".maps");
+
 static __always_inline void count_loss(__u32 reason)
 {
 	__u64 *n = bpf_map_lookup_elem(&losses, &reason);
@@ -62,6 +154,29 @@ static __always_inline void count_loss(__u32 reason)
 		*n += 1; /* per-CPU: no other writer */
 }
 
+static __always_inline void *reserve(__u64 size)
+{
+	void *r = bpf_ringbuf_reserve(&events, size, 0);
+
+	if (!r)
+		count_loss(FS_LOSS_RINGBUF_FULL);
+	return r;
+}
+
+static __always_inline void submit(void *r)
+{
+	__u64 flags = 0;
+
+	if (ringbuf_wakeup_bytes) {
+		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
+			flags = BPF_RB_FORCE_WAKEUP;
+		else
+			flags = BPF_RB_NO_WAKEUP;
+	}
+	bpf_ringbuf_submit(r, flags);
+}
+
+/* Who opened the connection, guessed from one transition (no entry). */
 static __always_inline __u8 direction_of(int oldstate, int newstate)
 {
 	if (oldstate == FS_TCP_SYN_SENT || newstate == FS_TCP_SYN_SENT)
@@ -73,21 +188,22 @@ static __always_inline __u8 direction_of(int oldstate, int newstate)
 	return FS_DIR_UNKNOWN;
 }
 
-/* Local and remote address, 16 bytes each, IPv4 as ::ffff:a.b.c.d. */
-static __always_inline void read_addrs(struct fs_tcp_state_event *e,
-				       const struct sock *sk, __u16 family)
+/* Local and remote address, 16 bytes each, IPv4 as ::ffff:a.b.c.d. The
+ * destinations are zeroed already. */
+static __always_inline void read_addrs(__u8 *local, __u8 *remote, const struct sock *sk,
+				       __u16 family)
 {
 	if (family == AF_INET6) {
-		BPF_CORE_READ_INTO(&e->local_addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO((struct in6_addr *)local, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO((struct in6_addr *)remote, sk, __sk_common.skc_v6_daddr);
 		return;
 	}
-	e->local_addr[10] = 0xff;
-	e->local_addr[11] = 0xff;
-	e->remote_addr[10] = 0xff;
-	e->remote_addr[11] = 0xff;
-	BPF_CORE_READ_INTO((__be32 *)&e->local_addr[12], sk, __sk_common.skc_rcv_saddr);
-	BPF_CORE_READ_INTO((__be32 *)&e->remote_addr[12], sk, __sk_common.skc_daddr);
+	local[10] = 0xff;
+	local[11] = 0xff;
+	remote[10] = 0xff;
+	remote[11] = 0xff;
+	BPF_CORE_READ_INTO((__be32 *)&local[12], sk, __sk_common.skc_rcv_saddr);
+	BPF_CORE_READ_INTO((__be32 *)&remote[12], sk, __sk_common.skc_daddr);
 }
 
 /*
@@ -104,10 +220,14 @@ static __always_inline __u16 local_port(const struct sock *sk)
 	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
+static __always_inline __u16 remote_port(const struct sock *sk)
 {
-	struct fs_tcp_state_event *e;
+	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+}
+
+/* The socket's family if it is one we trace, else 0. */
+static __always_inline __u16 traced_family(const struct sock *sk)
+{
 	__u16 family;
 
 	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
@@ -115,29 +235,353 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
+	return family;
+}
 
-	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count_loss(FS_LOSS_RINGBUF_FULL);
-		return 0;
-	}
+/* Current task as the owner. Called only where it is (invariant 4). */
+static __always_inline void owner_from_current(struct conn_entry *c)
+{
+	c->pid = bpf_get_current_pid_tgid() >> 32;
+	c->uid = (__u32)bpf_get_current_uid_gid();
+	c->cgroup_id = bpf_get_current_cgroup_id();
+	bpf_get_current_comm(c->comm, sizeof(c->comm));
+	/* Readers test the flag first: set it after the fields. */
+	asm volatile("" ::: "memory");
+	c->flags |= CONN_OWNER_KNOWN;
+}
+
+static __always_inline void path_append(struct conn_entry *c, __u8 state)
+{
+	__u8 n = c->path_len;
+
+	if (n < FS_STATE_PATH_LEN)
+		c->state_path[n] = state;
+	if (n < 255)
+		c->path_len = n + 1;
+}
+
+/* The entry of `cookie`, made (no owner, path empty) if there is none;
+ * NULL if the map is full (counted). */
+static __always_inline struct conn_entry *entry_get_or_create(__u64 cookie, __u64 now,
+							      __u8 direction)
+{
+	struct conn_entry *c = bpf_map_lookup_elem(&conns, &cookie);
+	struct conn_entry fresh = {
+		.start_ns = now,
+		.direction = direction,
+	};
+	long err;
+
+	if (c)
+		return c;
+	/* NOEXIST: another CPU may be making it now (accept vs. softirq). */
+	err = bpf_map_update_elem(&conns, &cookie, &fresh, BPF_NOEXIST);
+	c = bpf_map_lookup_elem(&conns, &cookie);
+	if (!c && err == -E2BIG)
+		count_loss(FS_LOSS_MAP_FULL);
+	return c;
+}
+
+/* Owner-only fields of an event: from the entry when its owner is known. */
+static __always_inline void owner_into_state(struct fs_tcp_state_event *e,
+					     const struct conn_entry *c)
+{
+	if (!c || !(c->flags & CONN_OWNER_KNOWN))
+		return;
+	asm volatile("" ::: "memory");
+	e->pid = c->pid;
+	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+}
+
+static __always_inline void emit_state(const struct sock *sk, __u16 family, __u64 cookie,
+				       __u64 ts, int oldstate, int newstate,
+				       const struct conn_entry *c)
+{
+	struct fs_tcp_state_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return;
 	__builtin_memset(e, 0, sizeof(*e));
-
-	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.ts_ns = ts;
 	e->hdr.type = FS_EVENT_TCP_STATE;
 	e->hdr.size = sizeof(*e);
-	e->sock_cookie = bpf_get_socket_cookie((void *)sk);
-	read_addrs(e, sk, family);
+	e->sock_cookie = cookie;
+	read_addrs(e->local_addr, e->remote_addr, sk, family);
 	e->local_port = local_port(sk);
-	e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	e->remote_port = remote_port(sk);
 	e->old_state = oldstate;
 	e->new_state = newstate;
-	e->direction = direction_of(oldstate, newstate);
+	e->direction = c ? c->direction : direction_of(oldstate, newstate);
+	owner_into_state(e, c);
+	submit(e);
+}
+
+/* Our FIN went out: the states only our close or shutdown leads to. */
+static __always_inline bool fin_sent(int oldstate)
+{
+	return oldstate == FS_TCP_FIN_WAIT1 || oldstate == FS_TCP_FIN_WAIT2 ||
+	       oldstate == FS_TCP_CLOSING || oldstate == FS_TCP_LAST_ACK;
+}
+
+/*
+ * Payload acknowledged. tcp_sock.bytes_acked counts how far snd_una moved,
+ * so it also counts our SYN (active open: a passive child's snd_una starts
+ * past its SYN-ACK) and our FIN once they are acked. Whether a socket first
+ * seen mid-life made the active open is unknown; if all it sent was acked,
+ * the payload is what it sent once (bytes_sent less bytes_retrans) instead.
+ */
+static __always_inline __u64 payload_acked(const struct tcp_sock *tp, __u8 direction,
+					   int oldstate)
+{
+	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
+	__u64 sent = BPF_CORE_READ(tp, bytes_sent), resent = BPF_CORE_READ(tp, bytes_retrans);
+	bool all_acked = BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq);
+
+	if (direction == FS_DIR_UNKNOWN && all_acked && sent >= resent)
+		return sent - resent;
+	if (fin_sent(oldstate) && all_acked && acked)
+		acked--;
+	if (direction == FS_DIR_OUT && oldstate != FS_TCP_SYN_SENT &&
+	    oldstate != FS_TCP_SYN_RECV && acked)
+		acked--;
+	return acked;
+}
+
+/* Payload received: bytes_received counts the peer's FIN too, once
+ * tcp_fin() has taken it (and set SOCK_DONE). */
+static __always_inline __u64 payload_received(const struct sock *sk)
+{
+	__u64 received = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_received);
+
+	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && received)
+		received--;
+	return received;
+}
+
+static __always_inline void tcp_counters_into(struct fs_tcp_conn_event *e, const struct sock *sk,
+					      int oldstate)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+
+	e->bytes_acked = payload_acked(tp, e->direction, oldstate);
+	e->bytes_received = payload_received(sk);
+	e->segs_out = BPF_CORE_READ(tp, segs_out);
+	e->segs_in = BPF_CORE_READ(tp, segs_in);
+	e->retransmits = BPF_CORE_READ(tp, total_retrans);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* kept << 3 */
+}
+
+/* What only the entry knows; with no entry, the closing transition alone. */
+static __always_inline void entry_into_conn(struct fs_tcp_conn_event *e,
+					    const struct conn_entry *c, int oldstate)
+{
+	if (!c) {
+		e->direction = direction_of(oldstate, FS_TCP_CLOSE);
+		e->state_path[0] = FS_TCP_CLOSE;
+		e->path_len = 1;
+		return;
+	}
+	if (c->start_ns)
+		e->start_ns = c->start_ns;
+	e->direction = c->direction;
+	e->path_len = c->path_len;
+	__builtin_memcpy(e->state_path, c->state_path, sizeof(e->state_path));
+	if (!(c->flags & CONN_OWNER_KNOWN))
+		return;
+	asm volatile("" ::: "memory");
+	e->pid = c->pid;
+	e->uid = c->uid;
+	e->cgroup_id = c->cgroup_id;
+	__builtin_memcpy(e->comm, c->comm, sizeof(e->comm));
+}
+
+static __always_inline void emit_conn(const struct sock *sk, __u16 family, __u64 cookie,
+				      __u64 now, int oldstate, const struct conn_entry *c)
+{
+	struct fs_tcp_conn_event *e = reserve(sizeof(*e));
+
+	if (!e)
+		return;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = now;
+	e->hdr.type = FS_EVENT_TCP_CONN;
+	e->hdr.size = sizeof(*e);
+	e->start_ns = now;
+	e->end_ns = now;
+	e->sock_cookie = cookie;
+	read_addrs(e->local_addr, e->remote_addr, sk, family);
+	e->local_port = local_port(sk);
+	e->remote_port = remote_port(sk);
+	e->close_state = oldstate;
+	entry_into_conn(e, c, oldstate);
+	tcp_counters_into(e, sk, oldstate); /* after: needs the direction */
+	submit(e);
+}
+
+/* CLOSE -> SYN_SENT runs in connect(): a fresh entry, owned by current. */
+static __always_inline void on_connect(const struct sock *sk, __u16 family, __u64 cookie,
+				       __u64 now)
+{
+	struct conn_entry fresh = {
+		.start_ns = now,
+		.direction = FS_DIR_OUT,
+	};
+	struct conn_entry *c;
+
+	owner_from_current(&fresh);
+	path_append(&fresh, FS_TCP_SYN_SENT);
+	/* ANY: a cookie in CLOSE has no live entry; replace whatever is left. */
+	if (bpf_map_update_elem(&conns, &cookie, &fresh, BPF_ANY))
+		count_loss(FS_LOSS_MAP_FULL);
+	c = bpf_map_lookup_elem(&conns, &cookie);
+	emit_state(sk, family, cookie, now, FS_TCP_CLOSE, FS_TCP_SYN_SENT, c ? c : &fresh);
+}
+
+/* LISTEN -> SYN_RECV of a passive child: held back (invariant 5). */
+static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 cookie,
+				     __u64 now)
+{
+	struct conn_entry *c = NULL;
+
+	if (remote_port(sk) != 0)
+		c = entry_get_or_create(cookie, now, FS_DIR_IN);
+	if (!c) {
+		emit_state(sk, family, cookie, now, FS_TCP_LISTEN, FS_TCP_SYN_RECV, NULL);
+		return;
+	}
+	c->syn_recv_ns = now;
+	path_append(c, FS_TCP_SYN_RECV);
+}
+
+/* -> CLOSE: the last event, the connection record, the entry deleted. */
+static __always_inline void on_close(const struct sock *sk, __u16 family, __u64 cookie,
+				     __u64 now, int oldstate, struct conn_entry *c)
+{
+	if (c)
+		path_append(c, FS_TCP_CLOSE);
+	emit_state(sk, family, cookie, now, oldstate, FS_TCP_CLOSE, c);
+	if (oldstate != FS_TCP_LISTEN)
+		emit_conn(sk, family, cookie, now, oldstate, c);
+	if (c)
+		bpf_map_delete_elem(&conns, &cookie);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	__u16 family = traced_family(sk);
+	struct conn_entry *c;
+	__u64 cookie, now;
+
+	if (!family)
+		return 0;
+	cookie = bpf_get_socket_cookie((void *)sk);
+	now = bpf_ktime_get_ns();
+
 	if (oldstate == FS_TCP_CLOSE && newstate == FS_TCP_SYN_SENT) {
-		e->pid = bpf_get_current_pid_tgid() >> 32;
-		bpf_get_current_comm(e->comm, sizeof(e->comm));
+		on_connect(sk, family, cookie, now);
+		return 0;
+	}
+	if (oldstate == FS_TCP_LISTEN && newstate == FS_TCP_SYN_RECV) {
+		on_child(sk, family, cookie, now);
+		return 0;
+	}
+	if (newstate == FS_TCP_LISTEN) { /* a listener: no entry */
+		emit_state(sk, family, cookie, now, oldstate, newstate, NULL);
+		return 0;
 	}
 
-	bpf_ringbuf_submit(e, 0);
+	c = bpf_map_lookup_elem(&conns, &cookie);
+	if (c && c->syn_recv_ns) {
+		emit_state(sk, family, cookie, c->syn_recv_ns, FS_TCP_LISTEN, FS_TCP_SYN_RECV, c);
+		c->syn_recv_ns = 0;
+	}
+	if (newstate == FS_TCP_CLOSE) {
+		on_close(sk, family, cookie, now, oldstate, c);
+		return 0;
+	}
+	if (!c)
+		c = entry_get_or_create(cookie, now, direction_of(oldstate, newstate));
+	if (c)
+		path_append(c, newstate);
+	emit_state(sk, family, cookie, now, oldstate, newstate, c);
+	return 0;
+}
+
+/*
+ * The socket behind a file descriptor of the current task, or NULL. Every
+ * pointer is checked against its back pointer (file -> socket -> file,
+ * socket -> sock -> socket), so an fd that is not a socket, or that another
+ * thread replaced meanwhile, yields NULL rather than a wrong socket.
+ */
+static __always_inline const struct sock *sock_of_fd(long fd)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds, *file = NULL;
+	struct socket *sock;
+	struct sock *sk;
+
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock || BPF_CORE_READ(sock, file) != file)
+		return NULL;
+	sk = BPF_CORE_READ(sock, sk);
+	if (!sk || BPF_CORE_READ(sk, sk_socket) != sock)
+		return NULL;
+	return sk;
+}
+
+/* An accept()/accept4() of a 64-bit task returned `ret`. */
+static __always_inline bool is_accept_exit(const struct pt_regs *regs, long ret)
+{
+	struct task_struct *task;
+	long nr;
+
+	if (ret < 0)
+		return false;
+	nr = BPF_CORE_READ(regs, orig_ax) & ~X32_SYSCALL_BIT;
+	if (nr != NR_ACCEPT && nr != NR_ACCEPT4)
+		return false;
+	task = bpf_get_current_task_btf();
+	/* ia32 tasks number their syscalls differently (accept4 is 364) */
+	return !(BPF_CORE_READ(task, thread_info.status) & TS_COMPAT);
+}
+
+/*
+ * Returning from accept(): current is the owner of the socket it returns
+ * (invariant 4). fexit/inet_csk_accept would say the same without running
+ * at every syscall's exit, but this kernel refuses fentry/fexit programs
+ * (EPERM at load); the sys_exit tracepoint is a BTF raw tracepoint, which
+ * it allows.
+ */
+SEC("tp_btf/sys_exit")
+int BPF_PROG(conn_accept, struct pt_regs *regs, long ret)
+{
+	const struct sock *sk;
+	struct conn_entry *c;
+	__u64 cookie;
+
+	if (!is_accept_exit(regs, ret))
+		return 0;
+	sk = sock_of_fd(ret);
+	if (!sk || !traced_family(sk))
+		return 0;
+	/* Set at the socket's first traced transition; 0: we never saw it. */
+	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
+	if (!cookie)
+		return 0;
+	c = bpf_map_lookup_elem(&conns, &cookie);
+	/* Mid-life (flowstored started after the handshake) or the map was
+	 * full then: make the entry, unless the socket is closed already and
+	 * nothing would ever delete it. */
+	if (!c && BPF_CORE_READ(sk, __sk_common.skc_state) != FS_TCP_CLOSE)
+		c = entry_get_or_create(cookie, bpf_ktime_get_ns(), FS_DIR_IN);
+	if (c)
+		owner_from_current(c);
 	return 0;
 }

@@ -10,6 +10,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -18,7 +19,7 @@
 enum {
 	OPT_DATA = 1000, OPT_SOURCE, OPT_RECORD, OPT_PARTITION, OPT_PARTITION_ROWS,
 	OPT_BATCH_ROWS, OPT_BATCH_MS, OPT_QUEUE_BATCHES, OPT_COUNT, OPT_SEED,
-	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES,
+	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -35,6 +36,7 @@ static const struct option long_options[] = {
 	{ "log-level", required_argument, 0, OPT_LOG_LEVEL },
 	{ "socket", required_argument, 0, OPT_SOCKET },
 	{ "interfaces", required_argument, 0, OPT_INTERFACES },
+	{ "ring-size", required_argument, 0, OPT_RING_SIZE },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
@@ -61,6 +63,8 @@ void config_usage(FILE *f)
 	      "  --log-level LEVEL       error, warn, info (default) or debug\n"
 	      "  --socket PATH           query socket (default DIR/flowstore.sock)\n"
 	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated)\n"
+	      "  --ring-size SIZE        bpf: kernel ring buffer, bytes (default 16M; a power\n"
+	      "                          of two, K/M/G = 1024); what overflows it is counted\n"
 	      "  -h, --help              this text\n"
 	      "  -V, --version           the version\n",
 	      f);
@@ -94,6 +98,37 @@ int config_parse_count(const char *s, uint64_t *v)
 	if (n > UINT64_MAX / mult)
 		return -EINVAL;
 	*v = (uint64_t)n * mult;
+	return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *v)
+{
+	static const struct { char suffix; unsigned shift; } units[] = {
+		{ 'k', 10 }, { 'K', 10 }, { 'M', 20 }, { 'G', 30 },
+	};
+	unsigned shift = 0;
+	char *end;
+	uintmax_t n;
+
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	n = strtoumax(s, &end, 10);
+	if (errno)
+		return -EINVAL;
+	if (*end) {
+		size_t i;
+
+		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+			if (*end == units[i].suffix)
+				break;
+		if (i == sizeof(units) / sizeof(units[0]) || end[1])
+			return -EINVAL;
+		shift = units[i].shift;
+	}
+	if (n > UINT64_MAX >> shift)
+		return -EINVAL;
+	*v = (uint64_t)n << shift;
 	return 0;
 }
 
@@ -131,6 +166,19 @@ __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t len, con
 	vsnprintf(err, len, fmt, ap);
 	va_end(ap);
 	return -EINVAL;
+}
+
+/* The kernel wants a power of two, a multiple of the page; 1G is plenty. */
+static int parse_ring_size(const char *arg, struct config *cfg, char *err, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	uint64_t v;
+
+	if (config_parse_size(arg, &v) || v < (uint64_t)page || v > (1u << 30) || (v & (v - 1)))
+		return fail(err, len, "--ring-size: '%s' is not a power of two from %ldK to 1G "
+			    "(e.g. 4M, 16M, 64M)", arg, page >> 10);
+	cfg->ring_bytes = (uint32_t)v;
+	return 0;
 }
 
 static int parse_source(const char *arg, struct config *cfg, char *err, size_t len)
@@ -200,6 +248,7 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 		break;
 	case OPT_SOCKET: cfg->socket_path = arg; break;
 	case OPT_INTERFACES: cfg->interfaces = arg; break;
+	case OPT_RING_SIZE: return parse_ring_size(arg, cfg, err, len);
 	case 'h': cfg->help = true; break;
 	case 'V': cfg->version = true; break;
 	}
@@ -231,6 +280,7 @@ static void set_defaults(struct config *cfg)
 	cfg->queue_batches = 4;
 	cfg->seed = 1;
 	cfg->log_level = LOG_INFO;
+	cfg->ring_bytes = 16u << 20;
 }
 
 int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)

@@ -29,6 +29,7 @@ struct config {
 	int log_level;
 	const char *socket_path; /* reserved: the query socket */
 	const char *interfaces;  /* reserved: the kernel source */
+	uint32_t ring_bytes;     /* the kernel source's ring buffer */
 	bool help, version;
 };
 
@@ -42,5 +43,8 @@ int config_parse_duration(const char *s, int64_t *ns);
 
 /* "1000", "10k", "2M", "1G" → value (k = 1000). */
 int config_parse_count(const char *s, uint64_t *v);
+
+/* "4096", "64K", "16M", "1G" → bytes (K = 1024). */
+int config_parse_size(const char *s, uint64_t *v);
 
 #endif /* FLOWSTORE_CONFIG_H */

@@ -18,7 +18,8 @@
 /* Resolves an interface index to its name; returns "" (buf[0] = 0) if unknown. */
 typedef void (*decode_ifname_fn)(uint32_t ifindex, char buf[16]);
 
-/* Cached if_indextoname(); a miss is looked up again at most once a second. */
+/* Cached if_indextoname(); a miss is looked up again at most once a second.
+ * The cache is unlocked: call it from one thread (the loop). */
 void decode_ifname_system(uint32_t ifindex, char buf[16]);
 
 /*

@@ -238,6 +238,27 @@ static int open_record(struct daemon *d)
 	return 0;
 }
 
+static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
+{
+	struct bpf_source_opts opts = {
+		.ring_bytes = d->cfg.ring_bytes,
+		.max_conns = BPF_MAX_CONNS_DEFAULT,
+		.wakeup_bytes = BPF_WAKEUP_BYTES_DEFAULT,
+		.drain_ms = BPF_DRAIN_MS_DEFAULT,
+	};
+	int err = source_bpf_new(&d->loop, &clock_system, &opts, sink, &d->stats, &d->source);
+
+	if (!err)
+		source_bpf_drop_capabilities();
+	return err;
+}
+
+/*
+ * Made before any thread starts: the kernel source drops the capabilities
+ * it no longer needs, and a drop covers only the threads created after it.
+ * The sink points at the pipeline, which pipeline_init() fills in later;
+ * nothing reaches it before the source starts.
+ */
 static int make_source(struct daemon *d)
 {
 	struct source_sink sink = pipeline_sink(&d->pipeline);
@@ -246,21 +267,33 @@ static int make_source(struct daemon *d)
 	};
 	int err;
 
-	if (d->cfg.source == SOURCE_SYNTHETIC)
+	switch (d->cfg.source) {
+	case SOURCE_BPF:
+		/* Its failures are logged as one line by the source itself. */
+		return new_bpf_source(d, &sink) ? -1 : 0;
+	case SOURCE_SYNTHETIC:
 		err = source_synthetic_new(&d->loop, &clock_system, &opts, &sink, &d->source);
-	else
+		break;
+	default:
 		err = source_replay_new(&d->loop, d->cfg.replay_path, &sink, &d->source);
+		break;
+	}
 	if (err) {
 		fprintf(stderr, "flowstored: cannot start the %s source: %s\n",
 			d->cfg.source == SOURCE_SYNTHETIC ? "synthetic" : "replay", strerror(-err));
 		return -1;
 	}
+	return 0;
+}
+
+/* After pipeline_init(), which clears these. */
+static void connect_source(struct daemon *d)
+{
 	d->source->user = d;
 	d->pipeline.on_room = on_room;
 	d->pipeline.room_ctx = d;
 	d->pipeline.on_source_done = on_source_done;
 	d->pipeline.done_ctx = d;
-	return 0;
 }
 
 static int start_pipeline(struct daemon *d)
@@ -300,13 +333,11 @@ static void start_handles(struct daemon *d)
 		       STATS_LOG_INTERVAL_MS);
 }
 
+/* Before anything is touched: a user who cannot run the kernel source gets
+ * one line saying why. */
 static int check_source(const struct config *cfg)
 {
-	if (cfg->source != SOURCE_BPF)
-		return 0;
-	fprintf(stderr, "flowstored: --source bpf: the kernel programs are not part of this "
-			"version yet; use --source synthetic[:RATE] or --source replay:FILE\n");
-	return -1;
+	return cfg->source == SOURCE_BPF ? source_bpf_preflight() : 0;
 }
 
 static int parse_flags(struct daemon *d, int argc, char **argv)
@@ -346,13 +377,16 @@ static int daemon_setup(struct daemon *d)
 		fprintf(stderr, "flowstored: cannot initialise SQLite\n");
 		return -1;
 	}
+	if (make_source(d))
+		return -1;
 	err = sealer_start(&clock_system, &d->stats, &d->sealer);
 	if (err) {
 		fprintf(stderr, "flowstored: cannot start the sealer: %s\n", strerror(-err));
 		return -1;
 	}
-	if (scan_data_dir(d) || start_pipeline(d) || open_record(d) || make_source(d))
+	if (scan_data_dir(d) || start_pipeline(d) || open_record(d))
 		return -1;
+	connect_source(d);
 	start_handles(d);
 	return 0;
 }

@@ -23,6 +23,8 @@
 
 #include "clock.h"
 
+struct stats;
+
 struct source_sink {
 	/* One raw event. Called on the loop thread; data is only valid for
 	 * the duration of the call. */
@@ -71,5 +73,41 @@ int source_synthetic_new(uv_loop_t *loop, const struct fs_clock *clock,
  * event with the UTC offset recorded with it, then calls sink->done. */
 int source_replay_new(uv_loop_t *loop, const char *path,
 		      const struct source_sink *sink, struct source **out);
+
+/* The kernel source's defaults (source_bpf_new() takes a 0 for these). */
+#define BPF_RING_BYTES_DEFAULT (16u << 20)
+#define BPF_MAX_CONNS_DEFAULT 65536u
+#define BPF_DRAIN_MS_DEFAULT 10u
+/* Not taken for a 0 (which means a wakeup per record): the daemon's choice. */
+#define BPF_WAKEUP_BYTES_DEFAULT (256u << 10)
+
+struct bpf_source_opts {
+	uint32_t ring_bytes;   /* ring buffer size: a power of two, a multiple of the page */
+	uint32_t max_conns;    /* TCP sockets tracked at once (the `conns` map) */
+	uint32_t wakeup_bytes; /* 0: a wakeup per record; N: once N bytes wait (<= ring/2) */
+	uint32_t drain_ms;     /* the ring is also drained this often, woken or not */
+};
+
+/* Checks that the kernel source can run here: privileges (root, or CAP_BPF
+ * and CAP_PERFMON) and kernel BTF. Logs one line saying what is missing and
+ * returns -EPERM or -ENOENT; 0 if nothing is. Touches nothing else. */
+int source_bpf_preflight(void);
+
+/* The kernel source: preflight, then opens, sizes, configures, loads and
+ * attaches the BPF programs (bpf/conn.bpf.c). Every failure is logged as
+ * one line; returns 0 or a negative errno. The programs stay attached until
+ * ops->stop() (which then drains the ring to its end) or ops->destroy().
+ * stats->kernel_lost[] is kept equal to the kernel's loss counters; `stats`
+ * must outlive the source. */
+int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
+		   const struct bpf_source_opts *opts, const struct source_sink *sink,
+		   struct stats *stats, struct source **out);
+
+/* After the programs are attached the daemon needs only what attaching more
+ * of them and writing its data dir take: drops every other capability
+ * (effective, permitted, inheritable, ambient, bounding) and logs what it
+ * kept. Capabilities are per thread and inherited at creation: call it
+ * before starting any thread, so the drop covers them all. */
+void source_bpf_drop_capabilities(void);
 
 #endif /* FLOWSTORE_SOURCE_H */

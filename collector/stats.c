@@ -19,6 +19,17 @@ const char *stats_malformed_name(enum malformed_reason r)
 	return r < MALFORMED_NREASONS ? malformed_names[r] : "unknown";
 }
 
+static const char *const kernel_loss_names[FS_LOSS_MAX] = {
+	[FS_LOSS_RINGBUF_FULL] = "ringbuf_full",
+	[FS_LOSS_MAP_FULL] = "map_full",
+	[FS_LOSS_PARSE] = "parse",
+};
+
+const char *stats_kernel_loss_name(enum fs_loss_reason r)
+{
+	return (unsigned)r < FS_LOSS_MAX ? kernel_loss_names[r] : "unknown";
+}
+
 enum metric_kind { COUNTER, GAUGE };
 
 struct metric {
@@ -39,6 +50,7 @@ static const char *const table_labels[SCHEMA_NTABLES] = { "flows", "connections"
 static const struct metric metrics[] = {
 	M("events_in", "Events decoded, by table.", COUNTER, events_in, SCHEMA_NTABLES, "table", table_labels),
 	M("events_malformed", "Malformed events skipped, by reason.", COUNTER, malformed, MALFORMED_NREASONS, "reason", malformed_names),
+	M("kernel_lost", "Records lost in the kernel, by reason.", COUNTER, kernel_lost, FS_LOSS_MAX, "reason", kernel_loss_names),
 	M("events_dropped", "Events dropped because the write queue was full.", COUNTER, dropped_queue_full, 1, 0, 0),
 	M("batches_queued", "Batches handed to the writer.", COUNTER, batches_queued, 1, 0, 0),
 	M("record_errors", "Failed writes to the --record file.", COUNTER, record_errors, 1, 0, 0),

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "schema.h"
 
 enum malformed_reason {
@@ -29,6 +30,9 @@ struct stats {
 	atomic_uint_fast64_t dropped_queue_full; /* events lost: no free batch */
 	atomic_uint_fast64_t batches_queued;
 	atomic_uint_fast64_t record_errors;      /* --record write failures */
+	/* Records the kernel could not deliver, by enum fs_loss_reason: the
+	 * kernel's own totals, copied (stored, not added) by the bpf source. */
+	atomic_uint_fast64_t kernel_lost[FS_LOSS_MAX];
 	/* writer thread */
 	atomic_uint_fast64_t rows_written[SCHEMA_NTABLES];
 	atomic_uint_fast64_t rows_lost; /* could not be written at shutdown */
@@ -68,6 +72,9 @@ static inline void stats_max(atomic_uint_fast64_t *c, uint64_t v)
 }
 
 const char *stats_malformed_name(enum malformed_reason r);
+
+/* "ringbuf_full", "map_full", "parse"; "unknown" past FS_LOSS_MAX. */
+const char *stats_kernel_loss_name(enum fs_loss_reason r);
 
 /* "stats: events_flows=... rows_flows=... ..." (key=value, one line). */
 int stats_format_line(const struct stats *s, char *buf, size_t len);

@@ -30,6 +30,9 @@ expect_usage_error "--queue-batches: '5000'" --data "$D" --queue-batches 5000
 expect_usage_error "--source: 'kafka'" --data "$D" --source kafka
 expect_usage_error "synthetic:RATE: 'fast'" --data "$D" --source synthetic:fast
 expect_usage_error "--log-level: 'loud'" --data "$D" --log-level loud
+expect_usage_error "--ring-size: '17M' is not a power of two" --data "$D" --ring-size 17M
+expect_usage_error "--ring-size: '1K'" --data "$D" --ring-size 1K
+expect_usage_error "--ring-size: '2G'" --data "$D" --ring-size 2G
 expect_usage_error "--count works only with --source synthetic" --data "$D" --source replay:x --count 5
 expect_usage_error "unexpected argument 'extra'" --data "$D" extra
 
@@ -53,8 +56,41 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 	grep -q "data dir $T/rootonly is not writable" "$T/err" || fail "unwritable dir: $(cat "$T/err")"
 fi
 
+# The kernel source without privileges: one line saying so, exit 1, before
+# the data dir is touched.
+bpf_refused() { # RUN...: the run is expected to fail for want of privileges
+	local rc=0
+	"$@" --data "$T/nobody" --source bpf >"$T/out" 2>"$T/err" || rc=$?
+	[ "$rc" = 1 ] || fail "--source bpf without privileges: exit $rc, want 1; stderr: $(cat "$T/err")"
+	[ "$(cat "$T/err" "$T/out" | wc -l)" = 1 ] || fail "--source bpf without privileges: not one line: $(cat "$T/err")"
+	grep -q '^flowstored: error: --source bpf needs root' "$T/err" ||
+		fail "--source bpf without privileges: $(cat "$T/err")"
+	[ ! -e "$T/nobody" ] || fail "a refused --source bpf created its data dir"
+}
+if [ "$(id -u)" != 0 ]; then
+	bpf_refused "$FLOWSTORED"
+elif command -v setpriv >/dev/null; then
+	bpf_refused setpriv --reuid=65534 --regid=65534 --clear-groups "$FLOWSTORED"
+fi
+
+# As root it starts, sized by --ring-size, and stops cleanly on SIGTERM.
+if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ]; then
+	"$FLOWSTORED" --data "$T/bpf" --source bpf --ring-size 4M 2>"$T/bpf.log" &
+	bpf=$!
+	for _ in $(seq 100); do
+		grep -q 'data in' "$T/bpf.log" && break
+		kill -0 "$bpf" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -TERM "$bpf" 2>/dev/null || true
+	rc=0
+	wait "$bpf" || rc=$?
+	[ "$rc" = 0 ] || fail "--source bpf as root: exit $rc: $(cat "$T/bpf.log")"
+	grep -q 'ring buffer 4096 KiB' "$T/bpf.log" || fail "--ring-size 4M not used: $(cat "$T/bpf.log")"
+	grep -q 'stats:.* kernel_lost_ringbuf_full=' "$T/bpf.log" || fail "no kernel loss counters: $(cat "$T/bpf.log")"
+fi
+
 # Sources that cannot start.
-expect_exit 1 "--source bpf" --data "$D" --source bpf
 expect_exit 1 "no-such-file" --data "$D" --source replay:"$T/no-such-file"
 echo "this is not a recording, just some text of sufficient length......." >"$T/junk.rec"
 expect_exit 1 "not a flowstore recording" --data "$D" --source replay:"$T/junk.rec"

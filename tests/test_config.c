@@ -58,6 +58,33 @@ static void test_durations_and_counts(void **state)
 	assert_int_equal(config_parse_count("1.5k", &v), -EINVAL);
 	assert_int_equal(config_parse_count("kk", &v), -EINVAL);
 	assert_int_equal(config_parse_count("20000000000G", &v), -EINVAL);
+	assert_int_equal(config_parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(config_parse_size("64K", &v), 0);
+	assert_int_equal(v, 65536);
+	assert_int_equal(config_parse_size("16M", &v), 0);
+	assert_int_equal(v, 16u << 20);
+	assert_int_equal(config_parse_size("1G", &v), 0);
+	assert_int_equal(v, 1u << 30);
+	assert_int_equal(config_parse_size("1T", &v), -EINVAL);
+	assert_int_equal(config_parse_size("M", &v), -EINVAL);
+}
+
+static void test_ring_size(void **state)
+{
+	const char *ok[] = { "--ring-size", "4M", NULL };
+	const char *odd[] = { "--ring-size", "3M", NULL };
+	const char *tiny[] = { "--ring-size", "1K", NULL };
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, err, ok), 0);
+	assert_int_equal(cfg.ring_bytes, 4u << 20);
+	assert_int_equal(parse(&cfg, err, odd), -EINVAL);
+	assert_non_null(strstr(err, "--ring-size: '3M'"));
+	assert_int_equal(parse(&cfg, err, tiny), -EINVAL);
+	assert_non_null(strstr(err, "--ring-size: '1K'"));
 }
 
 static void test_defaults_and_values(void **state)
@@ -141,6 +168,7 @@ int main(void)
 		cmocka_unit_test(test_durations_and_counts),
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_ring_size),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

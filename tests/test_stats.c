@@ -23,6 +23,7 @@ static struct stats sample(void)
 	stats_add(&s.malformed[MALFORMED_SIZE], 2);
 	stats_add(&s.dropped_queue_full, 5);
 	stats_add(&s.rows_written[SCHEMA_CONNECTIONS], 7);
+	atomic_store(&s.kernel_lost[FS_LOSS_RINGBUF_FULL], 4);
 	stats_max(&s.commit_ns_max, 900);
 	stats_max(&s.commit_ns_max, 300); /* a max never goes down */
 	return s;
@@ -44,6 +45,8 @@ static void test_line(void **state)
 	assert_non_null(strstr(line, " events_dropped=5 "));
 	assert_non_null(strstr(line, " rows_written_connections=7 "));
 	assert_non_null(strstr(line, " commit_ns_max=900 "));
+	assert_non_null(strstr(line, " kernel_lost_ringbuf_full=4"));
+	assert_non_null(strstr(line, " kernel_lost_map_full=0"));
 	assert_null(strchr(line, '\n'));
 }
 
@@ -60,6 +63,7 @@ static void test_prometheus(void **state)
 	assert_non_null(strstr(text, "flowstore_events_in{table=\"flows\"} 11\n"));
 	assert_non_null(strstr(text, "flowstore_events_malformed{reason=\"size\"} 2\n"));
 	assert_non_null(strstr(text, "flowstore_events_dropped 5\n"));
+	assert_non_null(strstr(text, "flowstore_kernel_lost{reason=\"ringbuf_full\"} 4\n"));
 	assert_non_null(strstr(text, "# TYPE flowstore_queue_depth gauge\n"));
 	/* Every line is a comment or "name[{labels}] value". */
 	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {

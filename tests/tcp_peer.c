@@ -1,0 +1,128 @@
+/*
+ * tcp_peer: one side of a TCP connection of known shape, for the kernel
+ * end-to-end tests.
+ *
+ *   tcp_peer server ADDR PORT K M   listen, accept one connection, read
+ *                                   exactly K bytes, write M, close
+ *   tcp_peer client ADDR PORT K M   connect, write K bytes, read exactly M,
+ *                                   close
+ *
+ * Prints "pid=N comm=NAME" first (the server once listening, so a test can
+ * start the client). comm is set to fs-server / fs-client so the test can
+ * tell the owner captured in the kernel from any other task. Exit 0 on
+ * success, 3 when the connection is refused, 1 on any other error.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int parse_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*in4);
+		return AF_INET;
+	}
+	if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*in6);
+		return AF_INET6;
+	}
+	return -1;
+}
+
+static int transfer(int fd, long send_n, long recv_n, int send_first)
+{
+	char buf[65536];
+
+	memset(buf, 'x', sizeof(buf));
+	for (int step = 0; step < 2; step++) {
+		int sending = (step == 0) == send_first;
+		long left = sending ? send_n : recv_n;
+
+		while (left > 0) {
+			size_t chunk = left < (long)sizeof(buf) ? (size_t)left : sizeof(buf);
+			ssize_t n = sending ? write(fd, buf, chunk) : read(fd, buf, chunk);
+
+			if (n <= 0) {
+				fprintf(stderr, "tcp_peer: %s: %s\n", sending ? "write" : "read",
+					n ? strerror(errno) : "peer closed early");
+				return -1;
+			}
+			left -= n;
+		}
+	}
+	return 0;
+}
+
+static int server(struct sockaddr_storage *ss, socklen_t len, long k, long m)
+{
+	int one = 1, lfd, fd;
+
+	lfd = socket(ss->ss_family, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)ss, len) || listen(lfd, 4)) {
+		perror("tcp_peer: listen");
+		return 1;
+	}
+	printf("pid=%d comm=fs-server\n", getpid());
+	fflush(stdout);
+	fd = accept(lfd, NULL, NULL);
+	if (fd < 0 || transfer(fd, m, k, 0))
+		return 1;
+	close(fd);
+	close(lfd);
+	return 0;
+}
+
+static int client(struct sockaddr_storage *ss, socklen_t len, long k, long m)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM, 0);
+
+	printf("pid=%d comm=fs-client\n", getpid());
+	fflush(stdout);
+	if (fd < 0)
+		return 1;
+	if (connect(fd, (struct sockaddr *)ss, len)) {
+		int err = errno;
+
+		fprintf(stderr, "tcp_peer: connect: %s\n", strerror(err));
+		return err == ECONNREFUSED ? 3 : 1;
+	}
+	if (transfer(fd, k, m, 1))
+		return 1;
+	close(fd);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	long k, m;
+
+	if (argc != 6 || parse_addr(argv[2], atoi(argv[3]), &ss, &len) < 0) {
+		fprintf(stderr, "usage: tcp_peer server|client ADDR PORT K M\n");
+		return 2;
+	}
+	k = atol(argv[4]);
+	m = atol(argv[5]);
+	if (strcmp(argv[1], "server") == 0) {
+		prctl(PR_SET_NAME, "fs-server");
+		return server(&ss, len, k, m);
+	}
+	prctl(PR_SET_NAME, "fs-client");
+	return client(&ss, len, k, m);
+}
