@@ -4,8 +4,9 @@
 #
 #   scripts/run.sh [flowstored options]
 #
-# Without a --source option it records synthetic traffic
-# (--source synthetic:2000). Stop it with Ctrl-C: it flushes and exits.
+# Without a --source option it records this host through the kernel
+# programs when run as root, and synthetic traffic (--source synthetic:2000)
+# otherwise. Stop it with Ctrl-C: it flushes and exits.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +27,9 @@ for arg in "$@"; do
 	--source | --source=*) has_source=true ;;
 	esac
 done
-if [ "$has_source" = false ]; then
+# The kernel source needs root; without it, record the synthetic source.
+if [ "$has_source" = false ] && [ "$(id -u)" != 0 ]; then
+	echo "run.sh: not root: recording synthetic traffic (sudo scripts/run.sh records this host)"
 	args+=(--source synthetic:2000)
 fi
 
