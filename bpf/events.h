@@ -15,12 +15,14 @@
  *    user space turns them into UTC (collector/clock.c).
  *  - A change to any record bumps FS_ABI_VERSION (recordings carry it).
  *
- * This header holds only constants and event structs, nothing else.
+ * This header holds only constants, event structs and the flow map's key and
+ * value (read by user space), nothing else.
  */
 #ifndef FLOWSTORE_BPF_EVENTS_H
 #define FLOWSTORE_BPF_EVENTS_H
 
 #ifndef __VMLINUX_H__
+#include <linux/bpf.h> /* struct bpf_spin_lock, in struct fs_flow_value */
 #include <linux/types.h>
 #endif
 
@@ -174,5 +176,70 @@ _Static_assert(sizeof(struct fs_tcp_state_event) == 88, "fs_tcp_state_event layo
 _Static_assert(sizeof(struct fs_tcp_conn_event) == 160, "fs_tcp_conn_event layout");
 
 #define FS_EVENT_MAX_SIZE 160
+
+/*
+ * The flow map: `flows` in bpf/flow.bpf.c, a BPF_MAP_TYPE_HASH of
+ * struct fs_flow_key -> struct fs_flow_value. User space reads it to export
+ * idle flows (and every flow at shutdown); the rules it must keep are here.
+ *
+ *  - One entry per flow and interface. The key holds the two endpoints in a
+ *    fixed order, "side 0" and "side 1": side 0 is the lower (address, port),
+ *    addresses compared as 128-bit big-endian numbers, then ports. Both
+ *    directions of a flow find the same entry. Unused bytes are zero.
+ *  - ICMP and ICMPv6 "ports" are Zeek's: the sender's port is the message
+ *    type, the receiver's the counterpart type of a request/reply pair
+ *    (echo 8<->0, ICMPv6 echo 128<->129, ...), else the code; so a request
+ *    and its reply share one entry.
+ *  - The value is in originator/responder terms, like struct fs_flow_event;
+ *    orig_side says which key side is the originator. Counters, times and
+ *    TCP flags cover the current interval (since the entry was made or last
+ *    exported on an active timeout); history, orig_side and sock_cookie
+ *    cover the whole flow.
+ *  - Read values with BPF_F_LOCK (bpf_map_lookup_elem_flags, or
+ *    bpf_map_lookup_and_delete_elem_flags to take one out): the program
+ *    updates them under `lock`, so a copy without it may be torn.
+ *  - state FS_FLOW_EXPORTED: the program has exported the flow (FIN, RST)
+ *    and is deleting the entry itself; user space must neither export nor
+ *    delete it (a delete could hit the next flow of the same key).
+ */
+enum fs_flow_entry_state {
+	FS_FLOW_LIVE = 0,
+	FS_FLOW_CLOSING = 1,  /* FIN seen both ways; waiting for the last ACK */
+	FS_FLOW_EXPORTED = 2, /* record sent; being deleted by the program */
+};
+
+struct fs_flow_key {
+	__u8 addr[2][16]; /* IPv4 as ::ffff:a.b.c.d */
+	__u32 ifindex;
+	__u16 port[2]; /* host order */
+	__u8 proto;    /* IPPROTO_* */
+	__u8 reserved[3];
+};
+
+struct fs_flow_value {
+	__u64 first_ns; /* first packet of the interval, CLOCK_MONOTONIC */
+	__u64 last_ns;  /* last packet, CLOCK_MONOTONIC */
+	__u64 orig_pkts;
+	__u64 orig_bytes;
+	__u64 resp_pkts;
+	__u64 resp_bytes;
+	__u64 sock_cookie;       /* first owning socket seen, 0 if none */
+	struct fs_flow_key key;  /* the entry's own key: checked under the lock */
+	struct bpf_spin_lock lock;
+	__u8 orig_side;  /* 0 or 1: the key side of the originator */
+	__u8 state;      /* enum fs_flow_entry_state */
+	__u8 end_reason; /* FS_FLOW_EXPORTED: enum fs_flow_end of its record */
+	__u8 fin_side;   /* FS_FLOW_CLOSING: key side whose FIN came second */
+	__u8 orig_tcp_flags;
+	__u8 resp_tcp_flags;
+	__u8 orig_seen; /* the program's: history letters each side has shown */
+	__u8 resp_seen;
+	char history[FS_HISTORY_LEN]; /* as in fs_flow_event */
+	__u8 history_len;
+	__u8 reserved[3];
+};
+
+_Static_assert(sizeof(struct fs_flow_key) == 44, "fs_flow_key layout");
+_Static_assert(sizeof(struct fs_flow_value) == 128, "fs_flow_value layout");
 
 #endif /* FLOWSTORE_BPF_EVENTS_H */
