@@ -5,8 +5,10 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <net/if.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <string.h>
@@ -19,7 +21,8 @@
 enum {
 	OPT_DATA = 1000, OPT_SOURCE, OPT_RECORD, OPT_PARTITION, OPT_PARTITION_ROWS,
 	OPT_BATCH_ROWS, OPT_BATCH_MS, OPT_QUEUE_BATCHES, OPT_COUNT, OPT_SEED,
-	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE,
+	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE, OPT_FLOW_MAP_SIZE,
+	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT,
 };
 
 static const struct option long_options[] = {
@@ -37,6 +40,9 @@ static const struct option long_options[] = {
 	{ "socket", required_argument, 0, OPT_SOCKET },
 	{ "interfaces", required_argument, 0, OPT_INTERFACES },
 	{ "ring-size", required_argument, 0, OPT_RING_SIZE },
+	{ "flow-map-size", required_argument, 0, OPT_FLOW_MAP_SIZE },
+	{ "idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT },
+	{ "active-timeout", required_argument, 0, OPT_ACTIVE_TIMEOUT },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
@@ -62,9 +68,16 @@ void config_usage(FILE *f)
 	      "  --seed N                synthetic: random seed (default 1)\n"
 	      "  --log-level LEVEL       error, warn, info (default) or debug\n"
 	      "  --socket PATH           query socket (default DIR/flowstore.sock)\n"
-	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated)\n"
+	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated; lo may be\n"
+	      "                          named); default every interface that is up but lo,\n"
+	      "                          and every one that comes up later\n"
 	      "  --ring-size SIZE        bpf: kernel ring buffer, bytes (default 16M; a power\n"
-	      "                          of two, K/M/G = 1024); what overflows it is counted\n"
+	      "                          of two, K/M/G = 1024), one per program; what\n"
+	      "                          overflows it is counted\n"
+	      "  --flow-map-size N       bpf: flows tracked at once (default 64k); a flow\n"
+	      "                          that finds no room is a one-packet record, counted\n"
+	      "  --idle-timeout DURATION bpf: export a flow idle this long (default 15s)\n"
+	      "  --active-timeout DURATION bpf: export a long flow this often (default 60s)\n"
 	      "  -h, --help              this text\n"
 	      "  -V, --version           the version\n",
 	      f);
@@ -181,6 +194,43 @@ static int parse_ring_size(const char *arg, struct config *cfg, char *err, size_
 	return 0;
 }
 
+/* Comma-separated interface names, each a valid one (1 to IFNAMSIZ-1 bytes,
+ * no '/', ':' or white space), none twice. */
+static int parse_interfaces(const char *arg, struct config *cfg, char *err, size_t len)
+{
+	const char *p = arg;
+
+	for (;;) {
+		size_t n = strcspn(p, ",");
+
+		if (n == 0 || n >= IFNAMSIZ)
+			return fail(err, len, "--interfaces: '%s' is not a comma-separated list of "
+				    "interface names (1 to %d characters each)", arg, IFNAMSIZ - 1);
+		for (size_t i = 0; i < n; i++)
+			if (p[i] == '/' || p[i] == ':' || isspace((unsigned char)p[i]))
+				return fail(err, len, "--interfaces: '%.*s' is not an interface name",
+					    (int)n, p);
+		for (const char *q = arg; q < p; q += strcspn(q, ",") + 1)
+			if (strcspn(q, ",") == n && strncmp(q, p, n) == 0)
+				return fail(err, len, "--interfaces: '%.*s' is named twice", (int)n, p);
+		if (!p[n])
+			break;
+		p += n + 1;
+	}
+	cfg->interfaces = arg;
+	return 0;
+}
+
+/* A timeout from min_s seconds to a day. */
+static int parse_timeout(const char *name, const char *arg, int64_t min_s, int64_t *ns,
+			 char *err, size_t len)
+{
+	if (config_parse_duration(arg, ns) || *ns < min_s * NS_PER_S || *ns > 86400 * NS_PER_S)
+		return fail(err, len, "%s: '%s' is not a duration from %llds to 1d (e.g. 30s, 5m)",
+			    name, arg, (long long)min_s);
+	return 0;
+}
+
 static int parse_source(const char *arg, struct config *cfg, char *err, size_t len)
 {
 	if (strcmp(arg, "bpf") == 0) {
@@ -247,8 +297,16 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 			return fail(err, len, "--log-level: '%s' is not error, warn, info or debug", arg);
 		break;
 	case OPT_SOCKET: cfg->socket_path = arg; break;
-	case OPT_INTERFACES: cfg->interfaces = arg; break;
+	case OPT_INTERFACES: return parse_interfaces(arg, cfg, err, len);
 	case OPT_RING_SIZE: return parse_ring_size(arg, cfg, err, len);
+	case OPT_FLOW_MAP_SIZE:
+		rc = parse_bounded("--flow-map-size", arg, 1024, 1u << 24, &v, err, len);
+		cfg->flow_map_size = (uint32_t)v;
+		break;
+	case OPT_IDLE_TIMEOUT:
+		return parse_timeout("--idle-timeout", arg, 1, &cfg->idle_timeout_ns, err, len);
+	case OPT_ACTIVE_TIMEOUT:
+		return parse_timeout("--active-timeout", arg, 1, &cfg->active_timeout_ns, err, len);
 	case 'h': cfg->help = true; break;
 	case 'V': cfg->version = true; break;
 	}
@@ -281,6 +339,9 @@ static void set_defaults(struct config *cfg)
 	cfg->seed = 1;
 	cfg->log_level = LOG_INFO;
 	cfg->ring_bytes = 16u << 20;
+	cfg->flow_map_size = 65536;
+	cfg->idle_timeout_ns = 15 * NS_PER_S;
+	cfg->active_timeout_ns = 60 * NS_PER_S;
 }
 
 int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)

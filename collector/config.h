@@ -28,8 +28,11 @@ struct config {
 	uint64_t seed;
 	int log_level;
 	const char *socket_path; /* reserved: the query socket */
-	const char *interfaces;  /* reserved: the kernel source */
-	uint32_t ring_bytes;     /* the kernel source's ring buffer */
+	const char *interfaces;  /* bpf: comma-separated names; NULL = every one up but lo */
+	uint32_t ring_bytes;     /* the kernel source's ring buffer (each program's) */
+	uint32_t flow_map_size;  /* bpf: flows tracked at once */
+	int64_t idle_timeout_ns;   /* bpf: a flow idle this long is exported */
+	int64_t active_timeout_ns; /* bpf: a long flow is exported this often */
 	bool help, version;
 };
 

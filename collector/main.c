@@ -245,6 +245,10 @@ static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
 		.max_conns = BPF_MAX_CONNS_DEFAULT,
 		.wakeup_bytes = BPF_WAKEUP_BYTES_DEFAULT,
 		.drain_ms = BPF_DRAIN_MS_DEFAULT,
+		.flow_map_size = d->cfg.flow_map_size,
+		.idle_timeout_ns = (uint64_t)d->cfg.idle_timeout_ns,
+		.active_timeout_ns = (uint64_t)d->cfg.active_timeout_ns,
+		.interfaces = d->cfg.interfaces,
 	};
 	int err = source_bpf_new(&d->loop, &clock_system, &opts, sink, &d->stats, &d->source);
 

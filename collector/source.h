@@ -78,6 +78,9 @@ int source_replay_new(uv_loop_t *loop, const char *path,
 #define BPF_RING_BYTES_DEFAULT (16u << 20)
 #define BPF_MAX_CONNS_DEFAULT 65536u
 #define BPF_DRAIN_MS_DEFAULT 10u
+#define BPF_FLOW_MAP_SIZE_DEFAULT 65536u
+#define BPF_IDLE_TIMEOUT_NS_DEFAULT (15ull * 1000000000ull)
+#define BPF_ACTIVE_TIMEOUT_NS_DEFAULT (60ull * 1000000000ull)
 /* Not taken for a 0 (which means a wakeup per record): the daemon's choice. */
 #define BPF_WAKEUP_BYTES_DEFAULT (256u << 10)
 
@@ -86,6 +89,13 @@ struct bpf_source_opts {
 	uint32_t max_conns;    /* TCP sockets tracked at once (the `conns` map) */
 	uint32_t wakeup_bytes; /* 0: a wakeup per record; N: once N bytes wait (<= ring/2) */
 	uint32_t drain_ms;     /* the ring is also drained this often, woken or not */
+	uint32_t flow_map_size; /* flows tracked at once (the `flows` map) */
+	uint64_t idle_timeout_ns;   /* a flow this long without a packet is exported */
+	uint64_t active_timeout_ns; /* a flow is exported at least this often */
+	/* Comma-separated interface names to watch (attached when they exist,
+	 * and when they appear later); NULL: every interface that is up, but
+	 * lo, and every one that comes up later. */
+	const char *interfaces;
 };
 
 /* Checks that the kernel source can run here: privileges (root, or CAP_BPF
@@ -94,10 +104,12 @@ struct bpf_source_opts {
 int source_bpf_preflight(void);
 
 /* The kernel source: preflight, then opens, sizes, configures, loads and
- * attaches the BPF programs (bpf/conn.bpf.c). Every failure is logged as
- * one line; returns 0 or a negative errno. The programs stay attached until
- * ops->stop() (which then drains the ring to its end) or ops->destroy().
- * stats->kernel_lost[] is kept equal to the kernel's loss counters; `stats`
+ * attaches the BPF programs (bpf/conn.bpf.c; bpf/flow.bpf.c at TC of the
+ * chosen interfaces). Every failure is logged as one line; returns 0 or a
+ * negative errno. The programs stay attached until ops->stop() (which
+ * detaches them, drains the rings to their end and exports every flow left
+ * in the flow map) or ops->destroy(). stats->kernel_lost[] and
+ * kernel_recursion_misses are kept equal to the kernel's counters; `stats`
  * must outlive the source. */
 int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 		   const struct bpf_source_opts *opts, const struct source_sink *sink,

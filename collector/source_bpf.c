@@ -1,34 +1,66 @@
 /*
  * The kernel source: the BPF programs of bpf/ loaded into the running kernel,
- * and their ring buffer read on the libuv loop.
+ * and their ring buffers read on the libuv loop.
+ *
+ * Two programs: conn (bpf/conn.bpf.c, TCP lifecycle, tp_btf: attached by its
+ * skeleton) and flow (bpf/flow.bpf.c, per-flow accounting at TC: attached
+ * here, per interface, by tc_attach.c).
  *
  * Setup (source_bpf_new), every failure one log line:
- *   preflight (privileges, BTF) -> open the skeleton -> size the ring buffer
- *   and the connection map -> rodata -> load -> attach -> ring buffer reader.
+ *   preflight (privileges, BTF) -> open both skeletons -> size the ring
+ *   buffers and maps -> rodata -> load -> attach conn -> ring buffer reader
+ *   -> list the interfaces (iface_watch.c) and attach flow to those wanted.
  * main then drops the capabilities nothing later needs
  * (source_bpf_drop_capabilities), before it starts any thread.
  *
+ * Interfaces: with --interfaces, exactly the named ones, whenever they exist
+ * (up or not; one that appears later is attached then); without, every
+ * interface that is up, except loopbacks, and every one that comes up
+ * later (a container's veth). Only Ethernet-type devices (and lo, if named)
+ * get the programs: they parse an Ethernet header. A loopback gets only the
+ * egress one: every packet it carries passes both its hooks, and would be
+ * counted twice. An interface that leaves
+ * is forgotten (its links went with it). Each attach and detach is logged.
+ *
+ * Two rings (one `events` map per program), each --ring-size, each with its
+ * own libbpf ring_buffer manager and uv_poll_t, and each its own budget per
+ * consume: with one manager (ring_buffer__add), a ring that fills a consume's
+ * budget ends the consume before the next ring is reached, so a flood of
+ * connection records could starve the flows (or the other way round).
+ * Sharing one map between the objects would save memory but tie their
+ * loads together, and give the same starvation inside one ring.
+ *
+ * Idle flows: a sweep timer (every idle_timeout/3, at most every second)
+ * runs one bounded step of flow_sweep.c, which exports the flows idle for
+ * idle_timeout as records handed to the sink like the kernel's.
+ *
  * Reading, once started:
- *  - A uv_poll_t watches ring_buffer__epoll_fd(): a kernel wakeup makes it
- *    readable and its callback consumes.
+ *  - A uv_poll_t per ring watches ring_buffer__epoll_fd(): a kernel wakeup
+ *    makes it readable and its callback consumes (both rings: cheap).
  *  - A drain timer consumes every drain_ms as well: under the no-wakeup
  *    policy (wakeup_bytes > 0) the kernel wakes us only past a threshold, and
  *    with libbpf 1.1 consuming is the only way to reach what lies below it.
  *  - Each record goes to sink.event() as it is, with its sample size (the
  *    pipeline validates). The kernel cannot wait, so has_room() is never
  *    asked: the pipeline counts what it drops, and resume() has nothing to do.
- *  - One consume hands over at most CONSUME_BUDGET records, so a flood never
- *    starves the rest of the loop; what is left keeps the poll readable.
+ *  - One consume hands over at most CONSUME_BUDGET records per ring, so a
+ *    flood never starves the rest of the loop; what is left keeps the poll
+ *    readable.
  *  - The UTC offset handed with each record is re-sampled at most every
  *    OFFSET_RESAMPLE_NS, at the start of a consume, never per record.
  *  - Every LOSS_READ_MS, and at stop, the per-CPU loss counters are summed
  *    and stored into stats->kernel_lost[] (the kernel's totals, not deltas).
+ *  - Every LOSS_READ_MS too, each program's recursion_misses (runs the
+ *    kernel skipped because the program was already running on that CPU)
+ *    are summed into stats->kernel_recursion_misses.
  *
- * Stopping loses nothing: stop() detaches the programs (no new records) and
- * closes the handles; the last close callback drains the ring to its end and
- * reads the losses once more, then calls `stopped`. destroy() frees the
- * reader and the BPF objects. Handles are initialised by start(), so a
- * source that never started may be destroyed without stop().
+ * Stopping loses nothing: stop() detaches the programs (no new packets, no
+ * new records) and closes the handles; the last close callback drains the
+ * rings to their end, exports every flow still in the flow map (end_reason
+ * shutdown), drains again, reads the counters once more, then calls
+ * `stopped`. destroy() frees the reader and the BPF objects. Handles are
+ * initialised by start(), so a source that never started may be destroyed
+ * without stop().
  */
 #include "source.h"
 
@@ -44,13 +76,20 @@
 #include <unistd.h>
 
 #include <linux/capability.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "conn.skel.h"
 #include "events.h"
+#include "flow.skel.h"
+#include "flow_sweep.h"
+#include "iface_watch.h"
 #include "log.h"
 #include "stats.h"
+#include "tc_attach.h"
 
 #ifndef CAP_PERFMON
 #define CAP_PERFMON 38
@@ -63,15 +102,42 @@
 #define CONSUME_BUDGET 16384
 #define OFFSET_RESAMPLE_NS 100000000LL /* 100 ms */
 #define LOSS_READ_MS 1000
+#define SWEEP_TICK_MAX_MS 1000
+#define SWEEP_TICK_MIN_MS 100
+#define SWEEP_BUDGET_MIN 4096 /* entries looked at per tick, at least */
+#define NS_PER_MS 1000000ull
+
+enum { RING_CONN, RING_FLOW, NRINGS };
+
+/* An interface the flow programs are attached to. */
+struct attached_iface {
+	int ifindex;
+	char name[IF_NAMESIZE];
+	struct tc_attachment *tc;
+};
 
 struct bpf_source {
 	struct source base; /* first: a struct source * is one of these */
 	struct conn_bpf *skel;
-	struct ring_buffer *rb;
+	struct flow_bpf *flow;
+	struct ring_buffer *rb[NRINGS];
 	struct stats *stats;
 	uint64_t *per_cpu; /* ncpu loss counters, one lookup's worth */
 	int ncpu;
 	uint32_t drain_ms;
+	/* interfaces */
+	char **names; /* --interfaces, split; NULL: the default set */
+	size_t nnames;
+	struct attached_iface *ifaces;
+	size_t nifaces, cap_ifaces;
+	bool detached; /* stopping: attach nothing more */
+	struct iface_watch *watch;
+	/* idle sweep */
+	struct flow_sweep *sweep;
+	uint64_t idle_ns;
+	uint32_t flow_map_size;
+	uint64_t sweep_tick_ms;
+	bool prog_info_failed;
 	unsigned consumed; /* records handed over in the current consume */
 	int64_t utc_offset_ns;
 	int64_t offset_sampled_ns;
@@ -80,9 +146,10 @@ struct bpf_source {
 	bool consume_failed, losses_failed, losses_seen; /* each logged once */
 	int open_handles;
 	void (*stopped)(struct source *s);
-	uv_poll_t poll;
+	uv_poll_t poll[NRINGS];
 	uv_timer_t drain_timer;
 	uv_timer_t loss_timer;
+	uv_timer_t sweep_timer;
 };
 
 static struct bpf_source *from_base(struct source *s)
@@ -255,34 +322,54 @@ static int on_record(void *ctx, void *data, size_t size)
 	return ++s->consumed < CONSUME_BUDGET ? 0 : -EAGAIN;
 }
 
-/* Hands at most CONSUME_BUDGET records to the sink; true if more may wait. */
+/* Hands at most CONSUME_BUDGET records of each ring to the sink; true if
+ * more may wait. */
 static bool consume(struct bpf_source *s)
 {
-	int rc;
+	bool more = false;
 
 	refresh_offset(s);
-	s->consumed = 0;
-	rc = ring_buffer__consume(s->rb);
-	if (rc == -EAGAIN)
-		return true;
-	if (rc < 0 && !s->consume_failed) {
-		s->consume_failed = true;
-		LOG(LOG_WARN, "reading the kernel ring buffer: %s", strerror(-rc));
+	for (int i = 0; i < NRINGS; i++) {
+		int rc;
+
+		s->consumed = 0;
+		rc = ring_buffer__consume(s->rb[i]);
+		if (rc == -EAGAIN)
+			more = true;
+		else if (rc < 0 && !s->consume_failed) {
+			s->consume_failed = true;
+			LOG(LOG_WARN, "reading the kernel ring buffer: %s", strerror(-rc));
+		}
 	}
-	return false;
+	return more;
 }
 
-/* The kernel's loss counters, summed over CPUs, into stats->kernel_lost. */
-static void read_losses(struct bpf_source *s)
+/* One loss counter of one program, summed over CPUs, added to *total. */
+static int add_loss(struct bpf_source *s, const struct bpf_map *map, uint32_t r,
+		    uint64_t *total)
 {
 	size_t size = (size_t)s->ncpu * sizeof(*s->per_cpu);
+	int err = bpf_map__lookup_elem(map, &r, sizeof(r), s->per_cpu, size, 0);
+
+	if (err)
+		return err;
+	for (int c = 0; c < s->ncpu; c++)
+		*total += s->per_cpu[c];
+	return 0;
+}
+
+/* The kernel's loss counters, summed over CPUs and both programs, into
+ * stats->kernel_lost. */
+static void read_losses(struct bpf_source *s)
+{
 	bool grew = false;
 
 	for (uint32_t r = 0; r < FS_LOSS_MAX; r++) {
 		uint64_t total = 0;
-		int err = bpf_map__lookup_elem(s->skel->maps.losses, &r, sizeof(r), s->per_cpu,
-					       size, 0);
+		int err = add_loss(s, s->skel->maps.losses, r, &total);
 
+		if (!err)
+			err = add_loss(s, s->flow->maps.losses, r, &total);
 		if (err) {
 			if (!s->losses_failed)
 				LOG(LOG_WARN, "cannot read the kernel's loss counters: %s",
@@ -290,8 +377,6 @@ static void read_losses(struct bpf_source *s)
 			s->losses_failed = true;
 			return;
 		}
-		for (int c = 0; c < s->ncpu; c++)
-			total += s->per_cpu[c];
 		grew |= total > stats_get(&s->stats->kernel_lost[r]);
 		atomic_store_explicit(&s->stats->kernel_lost[r], total, memory_order_relaxed);
 	}
@@ -300,6 +385,50 @@ static void read_losses(struct bpf_source *s)
 		LOG(LOG_WARN, "the kernel lost records (ring buffer or map full, or parse "
 			      "errors); the kernel_lost_* counters say how many");
 	}
+}
+
+/* Adds one object's programs' recursion_misses to *total. */
+static int add_recursion_misses(struct bpf_object *obj, uint64_t *total)
+{
+	struct bpf_program *prog;
+
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_prog_info info;
+		__u32 len = sizeof(info);
+		int fd = bpf_program__fd(prog), err;
+
+		if (fd < 0)
+			continue; /* not loaded */
+		memset(&info, 0, sizeof(info));
+		err = bpf_obj_get_info_by_fd(fd, &info, &len);
+		if (err)
+			return err;
+		*total += info.recursion_misses;
+	}
+	return 0;
+}
+
+static void read_recursion_misses(struct bpf_source *s)
+{
+	uint64_t total = 0;
+	int err = add_recursion_misses(s->skel->obj, &total);
+
+	if (!err)
+		err = add_recursion_misses(s->flow->obj, &total);
+	if (err) {
+		if (!s->prog_info_failed)
+			LOG(LOG_WARN, "cannot read the kernel programs' recursion misses: %s",
+			    strerror(-err));
+		s->prog_info_failed = true;
+		return;
+	}
+	atomic_store_explicit(&s->stats->kernel_recursion_misses, total, memory_order_relaxed);
+}
+
+static void read_counters(struct bpf_source *s)
+{
+	read_losses(s);
+	read_recursion_misses(s);
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -323,7 +452,198 @@ static void on_drain(uv_timer_t *t)
 
 static void on_loss_timer(uv_timer_t *t)
 {
-	read_losses(t->data);
+	read_counters(t->data);
+}
+
+/* ---- flows left in the map ---------------------------------------------- */
+
+static void on_swept(void *ctx, const struct fs_flow_event *e)
+{
+	struct bpf_source *s = ctx;
+
+	stats_add(&s->stats->flows_swept, 1);
+	s->base.sink.event(s->base.sink.ctx, e, sizeof(*e), s->utc_offset_ns);
+}
+
+static uint64_t now_mono(struct bpf_source *s)
+{
+	int64_t now = clock_monotonic(s->base.clock);
+
+	return now > 0 ? (uint64_t)now : 0;
+}
+
+static void on_sweep_timer(uv_timer_t *t)
+{
+	struct bpf_source *s = t->data;
+	bool pass_done;
+
+	refresh_offset(s);
+	flow_sweep_step(s->sweep, now_mono(s), s->idle_ns, FS_END_IDLE_TIMEOUT, on_swept, s,
+			&pass_done);
+}
+
+/* Every flow still in the map, at shutdown (nothing is attached by now). */
+static void export_remaining(struct bpf_source *s)
+{
+	size_t rounds = s->flow_map_size / SWEEP_BUDGET_MIN + 2, n = 0;
+	bool pass_done = false;
+
+	refresh_offset(s);
+	flow_sweep_restart(s->sweep);
+	for (size_t i = 0; i < rounds && !pass_done; i++)
+		n += flow_sweep_step(s->sweep, now_mono(s), 0, FS_END_SHUTDOWN, on_swept, s,
+				     &pass_done);
+	LOG(LOG_INFO, "exported the %zu flows left in the kernel's flow map", n);
+}
+
+/* ---- interfaces --------------------------------------------------------- */
+
+static struct attached_iface *find_iface(struct bpf_source *s, int ifindex)
+{
+	for (size_t i = 0; i < s->nifaces; i++)
+		if (s->ifaces[i].ifindex == ifindex)
+			return &s->ifaces[i];
+	return NULL;
+}
+
+static bool named(const struct bpf_source *s, const char *name)
+{
+	for (size_t i = 0; i < s->nnames; i++)
+		if (strcmp(s->names[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Does this link get the flow programs? */
+static bool wanted(struct bpf_source *s, const struct iface_event *e)
+{
+	if (s->names) {
+		if (!named(s, e->name))
+			return false;
+		if (e->type == ARPHRD_ETHER || e->type == ARPHRD_LOOPBACK)
+			return true;
+		LOG(LOG_WARN, "interface %s is not an Ethernet device (type %u): not watched",
+		    e->name, (unsigned)e->type);
+		return false;
+	}
+	return (e->flags & IFF_UP) && !(e->flags & IFF_LOOPBACK) && e->type == ARPHRD_ETHER;
+}
+
+static void attach_iface(struct bpf_source *s, const struct iface_event *e)
+{
+	bool loopback = e->flags & IFF_LOOPBACK;
+	struct tc_attachment *tc;
+	int err;
+
+	if (s->nifaces == s->cap_ifaces) {
+		size_t cap = s->cap_ifaces ? s->cap_ifaces * 2 : 8;
+		struct attached_iface *n = realloc(s->ifaces, cap * sizeof(*n));
+
+		if (!n) {
+			LOG(LOG_WARN, "interface %s not watched: out of memory", e->name);
+			return;
+		}
+		s->ifaces = n;
+		s->cap_ifaces = cap;
+	}
+	/* A loopback receives every packet it sends: one hook sees each once. */
+	err = tc_attach(e->ifindex,
+			loopback ? -1 : bpf_program__fd(s->flow->progs.flow_ingress),
+			bpf_program__fd(s->flow->progs.flow_egress), &tc);
+	if (err) {
+		LOG(LOG_WARN, "cannot attach the flow programs to %s (ifindex %d): %s", e->name,
+		    e->ifindex, strerror(-err));
+		return;
+	}
+	s->ifaces[s->nifaces].ifindex = e->ifindex;
+	snprintf(s->ifaces[s->nifaces].name, IF_NAMESIZE, "%s", e->name);
+	s->ifaces[s->nifaces].tc = tc;
+	s->nifaces++;
+	stats_add(&s->stats->interfaces_attached, 1);
+	LOG(LOG_INFO, "flow programs attached to %s (ifindex %d, %s%s)", e->name, e->ifindex,
+	    tc_attach_kind(tc), loopback ? ", egress only" : "");
+}
+
+static void detach_iface(struct bpf_source *s, struct attached_iface *a, bool gone)
+{
+	LOG(LOG_INFO, "flow programs detached from %s (ifindex %d%s)", a->name, a->ifindex,
+	    gone ? ", gone" : "");
+	tc_detach(a->tc, gone);
+	*a = s->ifaces[--s->nifaces];
+	atomic_store_explicit(&s->stats->interfaces_attached, s->nifaces, memory_order_relaxed);
+}
+
+static void detach_all(struct bpf_source *s)
+{
+	s->detached = true;
+	while (s->nifaces)
+		detach_iface(s, &s->ifaces[s->nifaces - 1], false);
+}
+
+static void on_link(void *ctx, const struct iface_event *e)
+{
+	struct bpf_source *s = ctx;
+	struct attached_iface *a = find_iface(s, e->ifindex);
+
+	if (e->removed) {
+		if (a)
+			detach_iface(s, a, true);
+		return;
+	}
+	if (a) { /* attached already: a rename at most */
+		snprintf(a->name, IF_NAMESIZE, "%s", e->name);
+		return;
+	}
+	if (!s->detached && wanted(s, e))
+		attach_iface(s, e);
+}
+
+/* --interfaces, split at commas (config.c has checked each name). */
+static int split_names(struct bpf_source *s, const char *list)
+{
+	size_t n = 1;
+
+	for (const char *p = list; *p; p++)
+		n += *p == ',';
+	s->names = calloc(n, sizeof(*s->names));
+	if (!s->names)
+		return -ENOMEM;
+	for (const char *p = list;; p++) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		if (!(s->names[s->nnames] = strndup(p, len)))
+			return -ENOMEM;
+		s->nnames++;
+		if (!end)
+			break;
+		p = end;
+	}
+	return 0;
+}
+
+/* The interfaces there now; what appears later comes through the watch. */
+static int watch_interfaces(struct bpf_source *s, const char *list)
+{
+	int err;
+
+	if (list && (err = split_names(s, list))) {
+		LOG(LOG_ERROR, "out of memory");
+		return err;
+	}
+	err = iface_watch_open(on_link, s, &s->watch);
+	if (err)
+		return err;
+	for (size_t i = 0; i < s->nnames; i++) {
+		bool found = false;
+
+		for (size_t j = 0; j < s->nifaces; j++)
+			found |= strcmp(s->ifaces[j].name, s->names[i]) == 0;
+		if (!found)
+			LOG(LOG_WARN, "interface %s is not watched now; it will be if it "
+				      "appears", s->names[i]);
+	}
+	return 0;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -335,21 +655,35 @@ static int bpf_start(struct source *base)
 
 	if (s->started || s->stopping)
 		return -EALREADY;
-	err = uv_poll_init(base->loop, &s->poll, ring_buffer__epoll_fd(s->rb));
-	if (err) {
-		LOG(LOG_ERROR, "cannot watch the kernel ring buffer: %s", uv_strerror(err));
-		return err;
+	for (int i = 0; i < NRINGS; i++) {
+		err = uv_poll_init(base->loop, &s->poll[i], ring_buffer__epoll_fd(s->rb[i]));
+		if (err) {
+			LOG(LOG_ERROR, "cannot watch the kernel ring buffer: %s", uv_strerror(err));
+			/* not started: stop() closes nothing, the loop runs this
+			 * close before main destroys us */
+			for (int j = 0; j < i; j++)
+				uv_close((uv_handle_t *)&s->poll[j], NULL);
+			return err;
+		}
+		s->poll[i].data = s;
 	}
-	/* Neither timer init can fail: libuv only ever returns 0 from them. */
+	/* No timer init can fail: libuv only ever returns 0 from them. */
 	uv_timer_init(base->loop, &s->drain_timer);
 	uv_timer_init(base->loop, &s->loss_timer);
-	s->poll.data = s->drain_timer.data = s->loss_timer.data = s;
+	uv_timer_init(base->loop, &s->sweep_timer);
+	s->drain_timer.data = s->loss_timer.data = s->sweep_timer.data = s;
 	s->started = true;
-	s->open_handles = 3;
+	s->open_handles = NRINGS + 4; /* the polls, three timers, the interface watch */
 	refresh_offset(s);
 	uv_timer_start(&s->drain_timer, on_drain, s->drain_ms, s->drain_ms);
 	uv_timer_start(&s->loss_timer, on_loss_timer, LOSS_READ_MS, LOSS_READ_MS);
-	return uv_poll_start(&s->poll, UV_READABLE, on_poll);
+	uv_timer_start(&s->sweep_timer, on_sweep_timer, s->sweep_tick_ms, s->sweep_tick_ms);
+	err = iface_watch_start(s->watch, base->loop);
+	if (err)
+		return err;
+	for (int i = 0; i < NRINGS && !err; i++)
+		err = uv_poll_start(&s->poll[i], UV_READABLE, on_poll);
+	return err;
 }
 
 /* The kernel does not wait for room, so there is never anything to resume. */
@@ -365,10 +699,20 @@ static void on_close(uv_handle_t *h)
 	assert(s->open_handles > 0);
 	if (--s->open_handles)
 		return;
-	while (consume(s)) /* detached: the ring only empties */
+	while (consume(s)) /* detached: the rings only empty */
 		;
-	read_losses(s);
+	export_remaining(s);
+	while (consume(s)) /* what the programs sent while the map was emptied */
+		;
+	read_counters(s);
 	s->stopped(&s->base);
+}
+
+static void on_watch_closed(void *ctx)
+{
+	struct bpf_source *s = ctx;
+
+	on_close((uv_handle_t *)&s->poll[0]); /* counts as one of ours */
 }
 
 static void bpf_stop(struct source *base, void (*stopped)(struct source *s))
@@ -379,15 +723,20 @@ static void bpf_stop(struct source *base, void (*stopped)(struct source *s))
 		return;
 	s->stopping = true;
 	s->stopped = stopped;
-	conn_bpf__detach(s->skel); /* no new records: the last drain gets every one */
+	/* No new packets, no new records: the last drain gets every one. */
+	conn_bpf__detach(s->skel);
+	detach_all(s);
 	if (!s->started) {
-		read_losses(s);
+		read_counters(s);
 		stopped(base);
 		return;
 	}
-	uv_close((uv_handle_t *)&s->poll, on_close);
+	for (int i = 0; i < NRINGS; i++)
+		uv_close((uv_handle_t *)&s->poll[i], on_close);
 	uv_close((uv_handle_t *)&s->drain_timer, on_close);
 	uv_close((uv_handle_t *)&s->loss_timer, on_close);
+	uv_close((uv_handle_t *)&s->sweep_timer, on_close);
+	iface_watch_close(s->watch, on_watch_closed);
 }
 
 static void bpf_destroy(struct source *base)
@@ -397,8 +746,18 @@ static void bpf_destroy(struct source *base)
 	if (!s)
 		return;
 	assert(!s->started || (s->stopping && s->open_handles == 0));
-	ring_buffer__free(s->rb);
+	for (int i = 0; i < NRINGS; i++)
+		ring_buffer__free(s->rb[i]);
+	if (s->flow)
+		detach_all(s);
+	iface_watch_free(s->watch);
+	flow_sweep_free(s->sweep);
+	flow_bpf__destroy(s->flow);
 	conn_bpf__destroy(s->skel); /* detaches what is still attached */
+	for (size_t i = 0; i < s->nnames; i++)
+		free(s->names[i]);
+	free(s->names);
+	free(s->ifaces);
 	free(s->per_cpu);
 	free(s);
 }
@@ -423,6 +782,12 @@ static int check_opts(struct bpf_source_opts *o)
 		o->max_conns = BPF_MAX_CONNS_DEFAULT;
 	if (!o->drain_ms)
 		o->drain_ms = BPF_DRAIN_MS_DEFAULT;
+	if (!o->flow_map_size)
+		o->flow_map_size = BPF_FLOW_MAP_SIZE_DEFAULT;
+	if (!o->idle_timeout_ns)
+		o->idle_timeout_ns = BPF_IDLE_TIMEOUT_NS_DEFAULT;
+	if (!o->active_timeout_ns)
+		o->active_timeout_ns = BPF_ACTIVE_TIMEOUT_NS_DEFAULT;
 	/* A threshold the ring cannot reach would leave it all to the timer. */
 	if (o->wakeup_bytes > o->ring_bytes / 2)
 		o->wakeup_bytes = o->ring_bytes / 2;
@@ -434,13 +799,14 @@ static int check_opts(struct bpf_source_opts *o)
 	return 0;
 }
 
-/* Open the skeleton and configure it: map sizes, rodata. */
+/* Open the skeletons and configure them: map sizes, rodata. */
 static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 {
 	int err;
 
 	s->skel = conn_bpf__open();
-	if (!s->skel) {
+	s->flow = s->skel ? flow_bpf__open() : NULL;
+	if (!s->skel || !s->flow) {
 		err = -errno;
 		LOG(LOG_ERROR, "cannot open the kernel programs: %s", strerror(-err));
 		return err;
@@ -448,18 +814,27 @@ static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 	err = bpf_map__set_max_entries(s->skel->maps.events, o->ring_bytes);
 	if (!err)
 		err = bpf_map__set_max_entries(s->skel->maps.conns, o->max_conns);
+	if (!err)
+		err = bpf_map__set_max_entries(s->flow->maps.events, o->ring_bytes);
+	if (!err)
+		err = bpf_map__set_max_entries(s->flow->maps.flows, o->flow_map_size);
 	if (err) {
 		LOG(LOG_ERROR, "cannot size the kernel maps: %s", strerror(-err));
 		return err;
 	}
 	s->skel->rodata->ringbuf_wakeup_bytes = o->wakeup_bytes;
+	s->flow->rodata->ringbuf_wakeup_bytes = o->wakeup_bytes;
+	s->flow->rodata->active_timeout_ns = o->active_timeout_ns;
 	return 0;
 }
 
+/* Loads both; attaches conn (flow is attached per interface, later). */
 static int load_programs(struct bpf_source *s)
 {
 	int err = conn_bpf__load(s->skel);
 
+	if (!err)
+		err = flow_bpf__load(s->flow);
 	if (err) {
 		LOG(LOG_ERROR, "cannot load the kernel programs: this kernel lacks what flowstore "
 			       "needs (%s); --log-level debug shows libbpf's reason", strerror(-err));
@@ -485,14 +860,43 @@ static int open_reader(struct bpf_source *s)
 		LOG(LOG_ERROR, "out of memory");
 		return -ENOMEM;
 	}
-	s->rb = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_record, s, NULL);
-	if (!s->rb) {
+	s->rb[RING_CONN] = ring_buffer__new(bpf_map__fd(s->skel->maps.events), on_record, s,
+					    NULL);
+	if (s->rb[RING_CONN])
+		s->rb[RING_FLOW] = ring_buffer__new(bpf_map__fd(s->flow->maps.events), on_record,
+						    s, NULL);
+	if (!s->rb[RING_CONN] || !s->rb[RING_FLOW]) {
 		int err = -errno;
 
 		LOG(LOG_ERROR, "cannot read the kernel ring buffer: %s", strerror(-err));
 		return err;
 	}
 	return 0;
+}
+
+/* The sweep: a tick of idle/3 (within [100 ms, 1 s]), and a budget per tick
+ * that gets through a full map within one idle timeout. */
+static int open_sweep(struct bpf_source *s, const struct bpf_source_opts *o)
+{
+	uint64_t tick = o->idle_timeout_ns / 3 / NS_PER_MS, budget;
+	int err;
+
+	if (tick > SWEEP_TICK_MAX_MS)
+		tick = SWEEP_TICK_MAX_MS;
+	if (tick < SWEEP_TICK_MIN_MS)
+		tick = SWEEP_TICK_MIN_MS;
+	budget = (uint64_t)o->flow_map_size * tick * NS_PER_MS / o->idle_timeout_ns + 1;
+	if (budget < SWEEP_BUDGET_MIN)
+		budget = SWEEP_BUDGET_MIN;
+	if (budget > o->flow_map_size)
+		budget = o->flow_map_size;
+	s->sweep_tick_ms = tick;
+	s->idle_ns = o->idle_timeout_ns;
+	s->flow_map_size = o->flow_map_size;
+	err = flow_sweep_new(bpf_map__fd(s->flow->maps.flows), (size_t)budget, &s->sweep);
+	if (err)
+		LOG(LOG_ERROR, "cannot set up the idle flow sweep: %s", strerror(-err));
+	return err;
 }
 
 int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
@@ -519,16 +923,25 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 	s->stats = stats;
 	s->drain_ms = o.drain_ms;
 	libbpf_setting_up = true;
-	if ((err = open_programs(s, &o)) || (err = load_programs(s)) || (err = open_reader(s))) {
+	if ((err = open_programs(s, &o)) || (err = load_programs(s)) || (err = open_reader(s)) ||
+	    (err = open_sweep(s, &o))) {
 		libbpf_setting_up = false;
 		bpf_destroy(&s->base);
 		return err;
 	}
 	libbpf_setting_up = false;
-	read_losses(s);
-	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle (ring buffer %u KiB, wakeup at "
-		      "%u bytes waiting, drained every %u ms)", (unsigned)(o.ring_bytes >> 10),
-	    (unsigned)o.wakeup_bytes, (unsigned)o.drain_ms);
+	if ((err = watch_interfaces(s, o.interfaces))) {
+		bpf_destroy(&s->base);
+		return err;
+	}
+	read_counters(s);
+	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle, and flows on %zu interfaces "
+		      "(%s; flow map %u entries, idle timeout %llu ms, active timeout %llu ms; "
+		      "ring buffer %u KiB per program, wakeup at %u bytes waiting, drained every %u ms)",
+	    s->nifaces, o.interfaces ? o.interfaces : "every one up but lo",
+	    (unsigned)o.flow_map_size, (unsigned long long)(o.idle_timeout_ns / NS_PER_MS),
+	    (unsigned long long)(o.active_timeout_ns / NS_PER_MS),
+	    (unsigned)(o.ring_bytes >> 10), (unsigned)o.wakeup_bytes, (unsigned)o.drain_ms);
 	*out = &s->base;
 	return 0;
 }

@@ -33,6 +33,12 @@ struct stats {
 	/* Records the kernel could not deliver, by enum fs_loss_reason: the
 	 * kernel's own totals, copied (stored, not added) by the bpf source. */
 	atomic_uint_fast64_t kernel_lost[FS_LOSS_MAX];
+	/* Runs of a kernel program the kernel skipped because it was already
+	 * running on that CPU (struct bpf_prog_info.recursion_misses), summed
+	 * over our programs: copied (stored) by the bpf source. */
+	atomic_uint_fast64_t kernel_recursion_misses;
+	atomic_uint_fast64_t interfaces_attached; /* flow programs' interfaces, now */
+	atomic_uint_fast64_t flows_swept; /* flows exported from user space (idle, shutdown) */
 	/* writer thread */
 	atomic_uint_fast64_t rows_written[SCHEMA_NTABLES];
 	atomic_uint_fast64_t rows_lost; /* could not be written at shutdown */

@@ -8,7 +8,7 @@ PACKAGES=(
 	build-essential cmake pkg-config
 	clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev
 	libuv1-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev
-	sqlite3 iproute2 procps
+	sqlite3 iproute2 procps iputils-ping
 )
 
 installed() {

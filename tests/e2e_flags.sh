@@ -34,6 +34,14 @@ expect_usage_error "--ring-size: '17M' is not a power of two" --data "$D" --ring
 expect_usage_error "--ring-size: '1K'" --data "$D" --ring-size 1K
 expect_usage_error "--ring-size: '2G'" --data "$D" --ring-size 2G
 expect_usage_error "--count works only with --source synthetic" --data "$D" --source replay:x --count 5
+expect_usage_error "--interfaces: 'eth0,,eth1'" --data "$D" --interfaces eth0,,eth1
+expect_usage_error "--interfaces: 'averyveryverylongname'" --data "$D" --interfaces averyveryverylongname
+expect_usage_error "--interfaces: 'eth0' is named twice" --data "$D" --interfaces eth0,lo,eth0
+expect_usage_error "--interfaces works only with --source bpf" --data "$D" --source synthetic --interfaces lo
+expect_usage_error "--idle-timeout: '0'" --data "$D" --idle-timeout 0
+expect_usage_error "--idle-timeout: 'soon'" --data "$D" --idle-timeout soon
+expect_usage_error "--active-timeout: '2d'" --data "$D" --active-timeout 2d
+expect_usage_error "--flow-map-size: '10'" --data "$D" --flow-map-size 10
 expect_usage_error "unexpected argument 'extra'" --data "$D" extra
 
 expect_exit 0 "usage: flowstored" --help
@@ -75,7 +83,8 @@ fi
 
 # As root it starts, sized by --ring-size, and stops cleanly on SIGTERM.
 if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ]; then
-	"$FLOWSTORED" --data "$T/bpf" --source bpf --ring-size 4M 2>"$T/bpf.log" &
+	"$FLOWSTORED" --data "$T/bpf" --source bpf --ring-size 4M --flow-map-size 4096 \
+		--idle-timeout 30s --active-timeout 2m 2>"$T/bpf.log" &
 	bpf=$!
 	for _ in $(seq 100); do
 		grep -q 'data in' "$T/bpf.log" && break
@@ -88,6 +97,9 @@ if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ]; then
 	[ "$rc" = 0 ] || fail "--source bpf as root: exit $rc: $(cat "$T/bpf.log")"
 	grep -q 'ring buffer 4096 KiB' "$T/bpf.log" || fail "--ring-size 4M not used: $(cat "$T/bpf.log")"
 	grep -q 'stats:.* kernel_lost_ringbuf_full=' "$T/bpf.log" || fail "no kernel loss counters: $(cat "$T/bpf.log")"
+	grep -q 'stats:.* kernel_recursion_misses=' "$T/bpf.log" || fail "no recursion miss counter: $(cat "$T/bpf.log")"
+	grep -q 'flow map 4096 entries, idle timeout 30000 ms, active timeout 120000 ms' "$T/bpf.log" ||
+		fail "--flow-map-size/--idle-timeout/--active-timeout not used: $(cat "$T/bpf.log")"
 fi
 
 # Sources that cannot start.

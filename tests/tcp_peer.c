@@ -5,7 +5,10 @@
  *   tcp_peer server ADDR PORT K M   listen, accept one connection, read
  *                                   exactly K bytes, write M, close
  *   tcp_peer client ADDR PORT K M   connect, write K bytes, read exactly M,
- *                                   close
+ *                                   wait for the server to close, close
+ *   tcp_peer udp-server ADDR PORT N S   bind, receive N datagrams of S bytes
+ *   tcp_peer udp-client ADDR PORT N S   send N datagrams of S bytes (1 ms
+ *                                   apart, so none overflows the receiver)
  *
  * Prints "pid=N comm=NAME" first (the server once listening, so a test can
  * start the client). comm is set to fs-server / fs-client so the test can
@@ -90,6 +93,7 @@ static int server(struct sockaddr_storage *ss, socklen_t len, long k, long m)
 static int client(struct sockaddr_storage *ss, socklen_t len, long k, long m)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM, 0);
+	char buf_eof[512];
 
 	printf("pid=%d comm=fs-client\n", getpid());
 	fflush(stdout);
@@ -103,6 +107,54 @@ static int client(struct sockaddr_storage *ss, socklen_t len, long k, long m)
 	}
 	if (transfer(fd, k, m, 1))
 		return 1;
+	/* The server closes first: no simultaneous close, so the order of the
+	 * FINs (and the flow's history) is always the same. */
+	while (read(fd, buf_eof, sizeof(buf_eof)) > 0)
+		;
+	close(fd);
+	return 0;
+}
+
+static int udp_server(struct sockaddr_storage *ss, socklen_t len, long n, long size)
+{
+	int fd = socket(ss->ss_family, SOCK_DGRAM, 0);
+	char buf[65536];
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)ss, len)) {
+		perror("tcp_peer: udp bind");
+		return 1;
+	}
+	printf("pid=%d comm=fs-server\n", getpid());
+	fflush(stdout);
+	for (long i = 0; i < n; i++) {
+		ssize_t got = recv(fd, buf, sizeof(buf), 0);
+
+		if (got != size) {
+			fprintf(stderr, "tcp_peer: udp recv: %zd bytes, want %ld\n", got, size);
+			return 1;
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+static int udp_client(struct sockaddr_storage *ss, socklen_t len, long n, long size)
+{
+	int fd = socket(ss->ss_family, SOCK_DGRAM, 0);
+	char buf[65536];
+
+	printf("pid=%d comm=fs-client\n", getpid());
+	fflush(stdout);
+	if (fd < 0 || size < 0 || size > (long)sizeof(buf))
+		return 1;
+	memset(buf, 'u', (size_t)size);
+	for (long i = 0; i < n; i++) {
+		if (sendto(fd, buf, (size_t)size, 0, (struct sockaddr *)ss, len) != size) {
+			perror("tcp_peer: udp send");
+			return 1;
+		}
+		usleep(1000);
+	}
 	close(fd);
 	return 0;
 }
@@ -114,11 +166,19 @@ int main(int argc, char **argv)
 	long k, m;
 
 	if (argc != 6 || parse_addr(argv[2], atoi(argv[3]), &ss, &len) < 0) {
-		fprintf(stderr, "usage: tcp_peer server|client ADDR PORT K M\n");
+		fprintf(stderr, "usage: tcp_peer server|client|udp-server|udp-client ADDR PORT K M\n");
 		return 2;
 	}
 	k = atol(argv[4]);
 	m = atol(argv[5]);
+	if (strcmp(argv[1], "udp-server") == 0) {
+		prctl(PR_SET_NAME, "fs-server");
+		return udp_server(&ss, len, k, m);
+	}
+	if (strcmp(argv[1], "udp-client") == 0) {
+		prctl(PR_SET_NAME, "fs-client");
+		return udp_client(&ss, len, k, m);
+	}
 	if (strcmp(argv[1], "server") == 0) {
 		prctl(PR_SET_NAME, "fs-server");
 		return server(&ss, len, k, m);

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench/overhead: what does flowstored cost the traffic it watches?
+#
+# Two network namespaces joined by a veth pair; a bulk TCP stream and a
+# connection storm from A to B, each measured without and with
+# `flowstored --source bpf --interfaces veth-a` running in A (its TC programs
+# on veth-a and its TCP lifecycle tracepoints), alternating, ROUNDS times.
+# Prints the medians, the ratios, CPU used, and the daemon's kernel and
+# user-space drop counters.
+#
+#   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS]    (as root)
+set -euo pipefail
+BUILD=${1:-build/gcc}
+SECS=${2:-10}
+ROUNDS=${3:-3}
+FLOWSTORED=$BUILD/collector/flowstored
+LOAD=$BUILD/bench/tcp_load
+[ "$(id -u)" = 0 ] || { echo "bench/overhead: needs root" >&2; exit 1; }
+[ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/overhead: build $BUILD first" >&2; exit 1; }
+
+A=fsbench-a-$$
+B=fsbench-b-$$
+T=$(mktemp -d /tmp/fsoverhead.XXXXXX)
+cleanup() {
+	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
+	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
+	ip netns del "$A" 2>/dev/null || true
+	ip netns del "$B" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+ip netns add "$A"
+ip netns add "$B"
+ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+ip -n "$A" addr add 10.253.0.1/24 dev veth-a
+ip -n "$B" addr add 10.253.0.2/24 dev veth-b
+for ns in "$A" "$B"; do
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+	ip netns exec "$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1
+done
+ip -n "$A" link set veth-a up
+ip -n "$B" link set veth-b up
+
+ip netns exec "$B" "$LOAD" server 10.253.0.2 7000 >"$T/server.out" &
+server=$!
+sleep 0.3
+
+busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
+
+# measure KIND: one run; prints "VALUE CPU_PERCENT"
+measure() {
+	local b0 b1 t0 t1 v
+	b0=$(busy_jiffies); t0=$(date +%s.%N)
+	v=$(ip netns exec "$A" "$LOAD" "$1" 10.253.0.2 7000 "$SECS" | awk '{print $2}')
+	b1=$(busy_jiffies); t1=$(date +%s.%N)
+	echo "$v $(echo "$b0 $b1 $t0 $t1" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", 100*($2-$1)/hz/($4-$3)}')"
+}
+
+start_daemon() {
+	rm -rf "$T/data"
+	ip netns exec "$A" "$FLOWSTORED" --source bpf --interfaces veth-a --data "$T/data" \
+		2>"$T/daemon.log" &
+	daemon=$!
+	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
+	grep -q "data in" "$T/daemon.log" || { cat "$T/daemon.log"; exit 1; }
+}
+
+stop_daemon() {
+	kill -TERM "$daemon"
+	wait "$daemon" || true
+	daemon=
+	grep 'stats:' "$T/daemon.log" | tail -n 1 >>"$T/stats"
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+for kind in bulk storm; do
+	: >"$T/$kind.off"; : >"$T/$kind.on"
+	for r in $(seq "$ROUNDS"); do
+		measure "$kind" >>"$T/$kind.off"
+		start_daemon
+		measure "$kind" >>"$T/$kind.on"
+		stop_daemon
+	done
+done
+
+report() { # KIND UNIT
+	local off on coff con
+	off=$(awk '{print $1}' "$T/$1.off" | median)
+	on=$(awk '{print $1}' "$T/$1.on" | median)
+	coff=$(awk '{print $2}' "$T/$1.off" | median)
+	con=$(awk '{print $2}' "$T/$1.on" | median)
+	echo "$1: without $off $2, with $on $2: ratio $(echo "$on $off" | awk '{printf "%.3f", $1/$2}')" \
+		"($(echo "$on $off" | awk '{printf "%+.1f%%", 100*($1/$2-1)}')); CPU busy ${coff}% -> ${con}% of $(nproc) cores"
+}
+
+echo "bench/overhead: $SECS s per run, $ROUNDS rounds, medians"
+report bulk "bytes/s"
+report storm "conns/s"
+echo "runs (value cpu%):"
+for f in bulk.off bulk.on storm.off storm.on; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
+echo "daemon counters at each stop (drops and kernel losses):"
+tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
+	awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
