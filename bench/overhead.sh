@@ -4,9 +4,11 @@
 # Two network namespaces joined by a veth pair; a bulk TCP stream and a
 # connection storm from A to B, each measured without and with
 # `flowstored --source bpf --interfaces veth-a` running in A (its TC programs
-# on veth-a and its TCP lifecycle tracepoints), alternating, ROUNDS times.
-# Prints the medians, the ratios, CPU used, and the daemon's kernel and
-# user-space drop counters.
+# on veth-a and its TCP lifecycle tracepoints), alternating, ROUNDS times;
+# and a third time with the daemon frozen (SIGSTOP) after attaching, so only
+# the kernel programs run (its rings fill and reserves fail fast: a lower
+# bound of the kernel side's cost). Prints the medians, the ratios, CPU
+# used, and the daemon's kernel and user-space drop counters.
 #
 #   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS]    (as root)
 set -euo pipefail
@@ -77,29 +79,39 @@ median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 for kind in bulk storm; do
 	: >"$T/$kind.off"; : >"$T/$kind.on"
+	: >"$T/$kind.frozen"
 	for r in $(seq "$ROUNDS"); do
 		measure "$kind" >>"$T/$kind.off"
 		start_daemon
 		measure "$kind" >>"$T/$kind.on"
 		stop_daemon
+		start_daemon
+		kill -STOP "$daemon"
+		measure "$kind" >>"$T/$kind.frozen"
+		kill -CONT "$daemon"
+		kill -TERM "$daemon"
+		wait "$daemon" || true
+		daemon=
 	done
 done
 
-report() { # KIND UNIT
+report() { # KIND UNIT [SUFFIX]
 	local off on coff con
 	off=$(awk '{print $1}' "$T/$1.off" | median)
-	on=$(awk '{print $1}' "$T/$1.on" | median)
+	on=$(awk '{print $1}' "$T/$1.${3:-on}" | median)
 	coff=$(awk '{print $2}' "$T/$1.off" | median)
-	con=$(awk '{print $2}' "$T/$1.on" | median)
-	echo "$1: without $off $2, with $on $2: ratio $(echo "$on $off" | awk '{printf "%.3f", $1/$2}')" \
+	con=$(awk '{print $2}' "$T/$1.${3:-on}" | median)
+	echo "$1${3:+ ($3)}: without $off $2, with $on $2: ratio $(echo "$on $off" | awk '{printf "%.3f", $1/$2}')" \
 		"($(echo "$on $off" | awk '{printf "%+.1f%%", 100*($1/$2-1)}')); CPU busy ${coff}% -> ${con}% of $(nproc) cores"
 }
 
 echo "bench/overhead: $SECS s per run, $ROUNDS rounds, medians"
 report bulk "bytes/s"
 report storm "conns/s"
+report bulk "bytes/s" frozen
+report storm "conns/s" frozen
 echo "runs (value cpu%):"
-for f in bulk.off bulk.on storm.off storm.on; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
-echo "daemon counters at each stop (drops and kernel losses):"
+for f in bulk.off bulk.on bulk.frozen storm.off storm.on storm.frozen; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
+echo "daemon counters at each stop of a running (not frozen) daemon:"
 tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
 	awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
