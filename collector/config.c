@@ -83,11 +83,14 @@ void config_usage(FILE *f)
 	      f);
 }
 
-int config_parse_count(const char *s, uint64_t *v)
+struct unit {
+	char suffix;
+	uint64_t mult;
+};
+
+/* A whole number with at most one unit suffix from units[]. */
+static int parse_scaled(const char *s, const struct unit *units, size_t nunits, uint64_t *v)
 {
-	static const struct { char suffix; uint64_t mult; } units[] = {
-		{ 'k', 1000ULL }, { 'K', 1000ULL }, { 'M', 1000000ULL }, { 'G', 1000000000ULL },
-	};
 	uint64_t mult = 1;
 	char *end;
 	uintmax_t n;
@@ -101,10 +104,10 @@ int config_parse_count(const char *s, uint64_t *v)
 	if (*end) {
 		size_t i;
 
-		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		for (i = 0; i < nunits; i++)
 			if (*end == units[i].suffix)
 				break;
-		if (i == sizeof(units) / sizeof(units[0]) || end[1])
+		if (i == nunits || end[1])
 			return -EINVAL;
 		mult = units[i].mult;
 	}
@@ -114,35 +117,22 @@ int config_parse_count(const char *s, uint64_t *v)
 	return 0;
 }
 
+int config_parse_count(const char *s, uint64_t *v)
+{
+	static const struct unit units[] = {
+		{ 'k', 1000ULL }, { 'K', 1000ULL }, { 'M', 1000000ULL }, { 'G', 1000000000ULL },
+	};
+
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), v);
+}
+
 int config_parse_size(const char *s, uint64_t *v)
 {
-	static const struct { char suffix; unsigned shift; } units[] = {
-		{ 'k', 10 }, { 'K', 10 }, { 'M', 20 }, { 'G', 30 },
+	static const struct unit units[] = {
+		{ 'k', 1ULL << 10 }, { 'K', 1ULL << 10 }, { 'M', 1ULL << 20 }, { 'G', 1ULL << 30 },
 	};
-	unsigned shift = 0;
-	char *end;
-	uintmax_t n;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	n = strtoumax(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	if (*end) {
-		size_t i;
-
-		for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
-			if (*end == units[i].suffix)
-				break;
-		if (i == sizeof(units) / sizeof(units[0]) || end[1])
-			return -EINVAL;
-		shift = units[i].shift;
-	}
-	if (n > UINT64_MAX >> shift)
-		return -EINVAL;
-	*v = (uint64_t)n << shift;
-	return 0;
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), v);
 }
 
 int config_parse_duration(const char *s, int64_t *ns)
