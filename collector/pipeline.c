@@ -83,6 +83,7 @@ void pipeline_event(struct pipeline *p, const void *data, size_t size, int64_t u
 		stats_add(&p->stats->malformed[reason], 1);
 		return;
 	}
+	owner_cache_apply(&p->owners, row);
 	stats_add(&p->stats->events_in[row->table], 1);
 	if (p->current->n++ == 0)
 		uv_timer_start(&p->flush_timer, on_flush_timer, p->cfg.batch_ms, 0);
@@ -158,6 +159,9 @@ int pipeline_init(struct pipeline *p, uv_loop_t *loop, const struct pipeline_con
 	err = alloc_batches(p);
 	if (err)
 		return err;
+	err = owner_cache_init(&p->owners, cfg->owner_cache_size ? cfg->owner_cache_size : 65536);
+	if (err)
+		goto fail_batches;
 	if ((err = batch_queue_init(&p->full, p->nbatches)) ||
 	    (err = batch_queue_init(&p->free, p->nbatches)))
 		goto fail_batches;
@@ -178,6 +182,7 @@ fail_queues:
 	batch_queue_destroy(&p->free);
 	batch_queue_destroy(&p->full);
 fail_batches:
+	owner_cache_destroy(&p->owners);
 	free_batches(p);
 	return err;
 }
@@ -208,6 +213,7 @@ static void on_handle_closed(uv_handle_t *h)
 		return;
 	batch_queue_destroy(&p->free);
 	batch_queue_destroy(&p->full);
+	owner_cache_destroy(&p->owners);
 	free_batches(p);
 	if (p->closed)
 		p->closed(p);

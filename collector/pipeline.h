@@ -18,6 +18,7 @@
 
 #include "batch.h"
 #include "decode.h"
+#include "owner_cache.h"
 #include "recording.h"
 #include "sealer.h"
 #include "source.h"
@@ -28,6 +29,7 @@ struct pipeline_config {
 	size_t batch_rows;
 	uint64_t batch_ms;
 	size_t queue_batches; /* batches that may wait for the writer */
+	size_t owner_cache_size; /* sockets whose owner is remembered; 0: 65536 */
 	decode_ifname_fn ifname;
 };
 
@@ -47,6 +49,7 @@ struct pipeline {
 
 	struct writer *writer;
 	struct recording_writer *record;
+	struct owner_cache owners; /* fills flows' pid/comm by socket cookie */
 
 	void (*on_room)(void *ctx); /* room again after has_room() said no */
 	void *room_ctx;

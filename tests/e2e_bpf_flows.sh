@@ -162,7 +162,7 @@ run_pair() {
 	ip netns exec "$B" "$TCP_PEER" server "$1" "$2" "$3" "$4" >"$T/server.out" &
 	local s=$!
 	for _ in $(seq 50); do [ -s "$T/server.out" ] && break; sleep 0.05; done
-	ip netns exec "$A" "$TCP_PEER" client "$1" "$2" "$3" "$4" >"$T/client.out" ||
+	ip netns exec "$A" "$TCP_PEER" client "$1" "$2" "$3" "$4" >"$T/client-$2.out" ||
 		fail "client to $1:$2 failed"
 	wait "$s" || fail "server on $1:$2 failed"
 	sleep 0.3 # the last ACK
@@ -236,6 +236,14 @@ expect_flow "proto = 'tcp' AND resp_port = 5001" \
 read -r op ob ip ib <<<"$want_5002"
 expect_flow "proto = 'tcp' AND resp_port = 5002" \
 	"fd52::1 fd52::2 5002 $op $ob $ip $ib SF ShADadfF veth-a fin"
+# The TC hook cannot know the owner; the socket cookie of the client's
+# egress packets joins the flow to the owner the lifecycle program captured
+# in connect().
+for port in 5001 5002; do
+	cpid=$(sed -n 's/^pid=\([0-9]*\).*/\1/p' "$T/client-$port.out")
+	got=$(q "SELECT pid, comm FROM flows WHERE proto = 'tcp' AND resp_port = $port")
+	[ "$got" = "$cpid fs-client" ] || fail "flow :$port owner: got '$got', want '$cpid fs-client'"
+done
 expect_flow "proto = 'tcp' AND resp_port = 5999" \
 	"10.252.0.1 10.252.0.2 5999 1 60 1 40 REJ Sr veth-a rst"
 expect_flow "proto = 'udp' AND resp_port = 5003" \
