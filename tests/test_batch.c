@@ -129,18 +129,15 @@ static void test_batch_ms_threshold(void **state)
 {
 	char *dir = test_mkdtemp("test_batch");
 	struct fixture f;
-	int64_t t0;
 
 	(void)state;
 	start(&f, dir, 1000, 200, 4);
-	t0 = clock_monotonic(&clock_system);
 	feed(&f, 3);
 	uv_run(&f.loop, UV_RUN_NOWAIT);
 	assert_int_equal(stats_get(&f.stats.batches_queued), 0); /* not before its time */
 	RUN_UNTIL(&f, stats_get(&f.stats.rows_written[SCHEMA_FLOWS]) == 3);
 	assert_int_equal(stats_get(&f.stats.batches_queued), 1);
 	assert_int_equal(stats_get(&f.stats.rows_written[SCHEMA_FLOWS]), 3);
-	assert_true(clock_monotonic(&clock_system) - t0 >= 200 * 1000000LL);
 	stop(&f);
 	test_rmtree(dir);
 	free(dir);
