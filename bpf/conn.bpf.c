@@ -106,8 +106,6 @@ _Static_assert(FS_TCP_NEW_SYN_RECV == TCP_NEW_SYN_RECV, "TCP state numbering");
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* 0: submit with flags 0; N > 0: wake the consumer only at >= N bytes. */
-const volatile __u64 ringbuf_wakeup_bytes = 0;
 
 #define CONN_OWNER_KNOWN 0x01 /* conn_entry.flags: pid/uid/comm/cgroup_id valid */
 
@@ -127,17 +125,7 @@ struct conn_entry {
 };
 _Static_assert(sizeof(struct conn_entry) == 72, "conn_entry layout");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* default; user space sets it before load */
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FS_LOSS_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} losses SEC(".maps");
+#include "output.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -145,36 +133,6 @@ struct {
 	__type(key, __u64);         /* socket cookie */
 	__type(value, struct conn_entry);
 } conns SEC(".maps");
-
-static __always_inline void count_loss(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&losses, &reason);
-
-	if (n)
-		*n += 1; /* per-CPU: no other writer */
-}
-
-static __always_inline void *reserve(__u64 size)
-{
-	void *r = bpf_ringbuf_reserve(&events, size, 0);
-
-	if (!r)
-		count_loss(FS_LOSS_RINGBUF_FULL);
-	return r;
-}
-
-static __always_inline void submit(void *r)
-{
-	__u64 flags = 0;
-
-	if (ringbuf_wakeup_bytes) {
-		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		else
-			flags = BPF_RB_NO_WAKEUP;
-	}
-	bpf_ringbuf_submit(r, flags);
-}
 
 /* Who opened the connection, guessed from one transition (no entry). */
 static __always_inline __u8 direction_of(int oldstate, int newstate)
@@ -297,7 +255,7 @@ static __always_inline void emit_state(const struct sock *sk, __u16 family, __u6
 				       __u64 ts, int oldstate, int newstate,
 				       const struct conn_entry *c)
 {
-	struct fs_tcp_state_event *e = reserve(sizeof(*e));
+	struct fs_tcp_state_event *e = output_reserve(sizeof(*e));
 
 	if (!e)
 		return;
@@ -313,7 +271,7 @@ static __always_inline void emit_state(const struct sock *sk, __u16 family, __u6
 	e->new_state = newstate;
 	e->direction = c ? c->direction : direction_of(oldstate, newstate);
 	owner_into_state(e, c);
-	submit(e);
+	output_submit(e);
 }
 
 /* Our FIN went out: the states only our close or shutdown leads to. */
@@ -398,7 +356,7 @@ static __always_inline void entry_into_conn(struct fs_tcp_conn_event *e,
 static __always_inline void emit_conn(const struct sock *sk, __u16 family, __u64 cookie,
 				      __u64 now, int oldstate, const struct conn_entry *c)
 {
-	struct fs_tcp_conn_event *e = reserve(sizeof(*e));
+	struct fs_tcp_conn_event *e = output_reserve(sizeof(*e));
 
 	if (!e)
 		return;
@@ -415,7 +373,7 @@ static __always_inline void emit_conn(const struct sock *sk, __u16 family, __u64
 	e->close_state = oldstate;
 	entry_into_conn(e, c, oldstate);
 	tcp_counters_into(e, sk, oldstate); /* after: needs the direction */
-	submit(e);
+	output_submit(e);
 }
 
 /* CLOSE -> SYN_SENT runs in connect(): a fresh entry, owned by current. */

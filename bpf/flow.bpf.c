@@ -132,8 +132,6 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Set before load. 0 disables the active timeout. */
 const volatile __u64 active_timeout_ns = 60ULL * 1000000000ULL;
-/* 0: submit with flags 0; N > 0: wake the consumer only at >= N bytes. */
-const volatile __u64 ringbuf_wakeup_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -142,17 +140,7 @@ struct {
 	__type(value, struct fs_flow_value);
 } flows SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* default; user space sets it before load */
-} events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, FS_LOSS_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} losses SEC(".maps");
+#include "output.bpf.h"
 
 /* One packet, as the accounting sees it. */
 struct flow_pkt {
@@ -184,14 +172,6 @@ struct flow_ipv6_frag {
 
 enum parse_result { PARSE_OK, PARSE_NOT_IP, PARSE_BAD };
 enum update_result { UPDATE_DONE, UPDATE_RETRY };
-
-static __always_inline void count_loss(__u32 reason)
-{
-	__u64 *n = bpf_map_lookup_elem(&losses, &reason);
-
-	if (n)
-		*n += 1; /* per-CPU: no other writer */
-}
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -674,24 +654,7 @@ static __always_inline void record_fill(struct fs_flow_event *e, const struct fs
 
 static __always_inline struct fs_flow_event *record_reserve(void)
 {
-	struct fs_flow_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-
-	if (!e)
-		count_loss(FS_LOSS_RINGBUF_FULL);
-	return e;
-}
-
-static __always_inline void record_submit(struct fs_flow_event *e)
-{
-	__u64 flags = 0;
-
-	if (ringbuf_wakeup_bytes) {
-		if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= ringbuf_wakeup_bytes)
-			flags = BPF_RB_FORCE_WAKEUP;
-		else
-			flags = BPF_RB_NO_WAKEUP;
-	}
-	bpf_ringbuf_submit(e, flags);
+	return output_reserve(sizeof(struct fs_flow_event));
 }
 
 /* A record of v, which no one else can see. Returns 0 if it went out. */
@@ -703,7 +666,7 @@ static __always_inline int record_emit(const struct fs_flow_value *v, __u8 end_r
 	if (!e)
 		return -1;
 	record_fill(e, v, end_reason, now);
-	record_submit(e);
+	output_submit(e);
 	return 0;
 }
 
@@ -794,7 +757,7 @@ static __always_inline int flow_update(struct fs_flow_value *v, const struct flo
 		bpf_ringbuf_discard(e, 0);
 		return UPDATE_DONE;
 	}
-	record_submit(e);
+	output_submit(e);
 	if (exported != FS_END_ACTIVE_TIMEOUT)
 		bpf_map_delete_elem(&flows, &p->key);
 	return UPDATE_DONE;
