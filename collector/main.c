@@ -27,6 +27,7 @@
 #include "events.h"
 #include "log.h"
 #include "pipeline.h"
+#include "privileges.h"
 #include "recording.h"
 #include "schema.h"
 #include "sealer.h"
@@ -253,7 +254,7 @@ static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
 	int err = source_bpf_new(&d->loop, &clock_system, &opts, sink, &d->stats, &d->source);
 
 	if (!err)
-		source_bpf_drop_capabilities();
+		privileges_drop();
 	return err;
 }
 
@@ -341,7 +342,7 @@ static void start_handles(struct daemon *d)
  * one line saying why. */
 static int check_source(const struct config *cfg)
 {
-	return cfg->source == SOURCE_BPF ? source_bpf_preflight() : 0;
+	return cfg->source == SOURCE_BPF ? privileges_check_bpf() : 0;
 }
 
 static int parse_flags(struct daemon *d, int argc, char **argv)

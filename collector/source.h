@@ -98,10 +98,6 @@ struct bpf_source_opts {
 	const char *interfaces;
 };
 
-/* Checks that the kernel source can run here: privileges (root, or CAP_BPF
- * and CAP_PERFMON) and kernel BTF. Logs one line saying what is missing and
- * returns -EPERM or -ENOENT; 0 if nothing is. Touches nothing else. */
-int source_bpf_preflight(void);
 
 /* The kernel source: preflight, then opens, sizes, configures, loads and
  * attaches the BPF programs (bpf/conn.bpf.c; bpf/flow.bpf.c at TC of the
@@ -115,11 +111,5 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 		   const struct bpf_source_opts *opts, const struct source_sink *sink,
 		   struct stats *stats, struct source **out);
 
-/* After the programs are attached the daemon needs only what attaching more
- * of them and writing its data dir take: drops every other capability
- * (effective, permitted, inheritable, ambient, bounding) and logs what it
- * kept. Capabilities are per thread and inherited at creation: call it
- * before starting any thread, so the drop covers them all. */
-void source_bpf_drop_capabilities(void);
 
 #endif /* FLOWSTORE_SOURCE_H */
