@@ -21,7 +21,7 @@
 : "${TCP_PEER:?TCP_PEER must name the tcp_peer helper}"
 [ "$(id -u)" = 0 ] || skip "needs root for network namespaces and BPF"
 [ -r /sys/kernel/btf/vmlinux ] || skip "the kernel has no BTF"
-for tool in ip tc nstat ping sqlite3; do
+for tool in ip tc nstat ping sqlite3 bpftool; do
 	command -v "$tool" >/dev/null || fail "$tool is not installed (scripts/deps.sh installs it)"
 done
 test_dir

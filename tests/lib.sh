@@ -1,5 +1,7 @@
 # Shared helpers for the shell tests. Sourced; sets -eu.
 set -euo pipefail
+# Debian keeps ip, tc, sysctl and bpftool in the sbin directories.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 : "${FLOWSTORED:?FLOWSTORED must name the flowstored binary}"
 : "${FLOWSTORE_TEST_TMP:=/tmp/flowstore-tests}"
