@@ -151,8 +151,10 @@ static int scan_data_dir(struct daemon *d)
 	if (queued)
 		LOG(LOG_INFO, "%zu partitions in %s, %zu left open by an earlier run: sealing them",
 		    cat.n, d->cfg.data_dir, queued);
-	else
+	else if (cat.n)
 		LOG(LOG_INFO, "%zu partitions in %s, all sealed", cat.n, d->cfg.data_dir);
+	else
+		LOG(LOG_INFO, "no partitions in %s yet", d->cfg.data_dir);
 	catalog_free(&cat);
 	return 0;
 }
