@@ -88,6 +88,16 @@ struct unit {
 	uint64_t mult;
 };
 
+/* The digits s starts with (no sign, no space); *end points past them. */
+static int parse_leading(const char *s, uintmax_t *n, char **end)
+{
+	if (!s || *s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	*n = strtoumax(s, end, 10);
+	return errno ? -EINVAL : 0;
+}
+
 /* A whole number with at most one unit suffix from units[]. */
 static int parse_scaled(const char *s, const struct unit *units, size_t nunits, uint64_t *v)
 {
@@ -95,11 +105,7 @@ static int parse_scaled(const char *s, const struct unit *units, size_t nunits, 
 	char *end;
 	uintmax_t n;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	n = strtoumax(s, &end, 10);
-	if (errno)
+	if (parse_leading(s, &n, &end))
 		return -EINVAL;
 	if (*end) {
 		size_t i;
@@ -144,11 +150,7 @@ int config_parse_duration(const char *s, int64_t *ns)
 	char *end;
 	uintmax_t n;
 
-	if (!s || *s < '0' || *s > '9')
-		return -EINVAL;
-	errno = 0;
-	n = strtoumax(s, &end, 10);
-	if (errno)
+	if (parse_leading(s, &n, &end))
 		return -EINVAL;
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcmp(end, units[i].suffix) == 0) {
