@@ -127,6 +127,19 @@ _Static_assert(sizeof(struct conn_entry) == 72, "conn_entry layout");
 
 #include "output.bpf.h"
 
+/* enum fs_tcp_state_policy: which transitions become tcp_state records. */
+const volatile __u32 tcp_state_events = FS_STATES_ALL;
+
+static __always_inline bool state_wanted(int oldstate, int newstate)
+{
+	if (tcp_state_events == FS_STATES_ALL)
+		return true;
+	if (tcp_state_events == FS_STATES_NONE)
+		return false;
+	return newstate == FS_TCP_ESTABLISHED || newstate == FS_TCP_LISTEN ||
+	       (oldstate == FS_TCP_LISTEN && newstate == FS_TCP_CLOSE);
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536); /* default; user space sets it before load */
@@ -146,22 +159,30 @@ static __always_inline __u8 direction_of(int oldstate, int newstate)
 	return FS_DIR_UNKNOWN;
 }
 
+/*
+ * The socket's fields are read directly: the tracepoint's sk is a BTF
+ * pointer the verifier knows, so a read is a plain load (guarded by the
+ * exception table) rather than a bpf_probe_read_kernel() call per field,
+ * and CO-RE still relocates each offset. Paths that must walk pointers of
+ * unknown provenance (sock_of_fd) keep BPF_CORE_READ.
+ */
+
 /* Local and remote address, 16 bytes each, IPv4 as ::ffff:a.b.c.d. The
  * destinations are zeroed already. */
 static __always_inline void read_addrs(__u8 *local, __u8 *remote, const struct sock *sk,
 				       __u16 family)
 {
 	if (family == AF_INET6) {
-		BPF_CORE_READ_INTO((struct in6_addr *)local, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO((struct in6_addr *)remote, sk, __sk_common.skc_v6_daddr);
+		__builtin_memcpy(local, &sk->__sk_common.skc_v6_rcv_saddr, 16);
+		__builtin_memcpy(remote, &sk->__sk_common.skc_v6_daddr, 16);
 		return;
 	}
 	local[10] = 0xff;
 	local[11] = 0xff;
 	remote[10] = 0xff;
 	remote[11] = 0xff;
-	BPF_CORE_READ_INTO((__be32 *)&local[12], sk, __sk_common.skc_rcv_saddr);
-	BPF_CORE_READ_INTO((__be32 *)&remote[12], sk, __sk_common.skc_daddr);
+	*(__be32 *)&local[12] = sk->__sk_common.skc_rcv_saddr;
+	*(__be32 *)&remote[12] = sk->__sk_common.skc_daddr;
 }
 
 /*
@@ -171,16 +192,18 @@ static __always_inline void read_addrs(__u8 *local, __u8 *remote, const struct s
  */
 static __always_inline __u16 local_port(const struct sock *sk)
 {
-	__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	struct tcp_sock *tp;
+	__u16 port = sk->__sk_common.skc_num;
 
 	if (port)
 		return port;
-	return bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	tp = bpf_skc_to_tcp_sock((void *)sk);
+	return tp ? bpf_ntohs(tp->inet_conn.icsk_inet.inet_sport) : 0;
 }
 
 static __always_inline __u16 remote_port(const struct sock *sk)
 {
-	return bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	return bpf_ntohs(sk->__sk_common.skc_dport);
 }
 
 /* The socket's family if it is one we trace, else 0. */
@@ -188,12 +211,21 @@ static __always_inline __u16 traced_family(const struct sock *sk)
 {
 	__u16 family;
 
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
 		return 0;
 	return family;
+}
+
+/* The same, for a socket reached through probe reads (not a BTF pointer). */
+static __always_inline bool traced_family_read(const struct sock *sk)
+{
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+
+	return BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP &&
+	       (family == AF_INET || family == AF_INET6);
 }
 
 /* Current task as the owner. Called only where it is (invariant 4). */
@@ -255,8 +287,11 @@ static __always_inline void emit_state(const struct sock *sk, __u16 family, __u6
 				       __u64 ts, int oldstate, int newstate,
 				       const struct conn_entry *c)
 {
-	struct fs_tcp_state_event *e = output_reserve(sizeof(*e));
+	struct fs_tcp_state_event *e;
 
+	if (!state_wanted(oldstate, newstate))
+		return;
+	e = output_reserve(sizeof(*e));
 	if (!e)
 		return;
 	__builtin_memset(e, 0, sizeof(*e));
@@ -291,9 +326,9 @@ static __always_inline bool fin_sent(int oldstate)
 static __always_inline __u64 payload_acked(const struct tcp_sock *tp, __u8 direction,
 					   int oldstate)
 {
-	__u64 acked = BPF_CORE_READ(tp, bytes_acked);
-	__u64 sent = BPF_CORE_READ(tp, bytes_sent), resent = BPF_CORE_READ(tp, bytes_retrans);
-	bool all_acked = BPF_CORE_READ(tp, snd_una) == BPF_CORE_READ(tp, write_seq);
+	__u64 acked = tp->bytes_acked;
+	__u64 sent = tp->bytes_sent, resent = tp->bytes_retrans;
+	bool all_acked = tp->snd_una == tp->write_seq;
 
 	if (direction == FS_DIR_UNKNOWN && all_acked && sent >= resent)
 		return sent - resent;
@@ -307,11 +342,11 @@ static __always_inline __u64 payload_acked(const struct tcp_sock *tp, __u8 direc
 
 /* Payload received: bytes_received counts the peer's FIN too, once
  * tcp_fin() has taken it (and set SOCK_DONE). */
-static __always_inline __u64 payload_received(const struct sock *sk)
+static __always_inline __u64 payload_received(const struct tcp_sock *tp)
 {
-	__u64 received = BPF_CORE_READ((const struct tcp_sock *)sk, bytes_received);
+	__u64 received = tp->bytes_received;
 
-	if ((BPF_CORE_READ(sk, __sk_common.skc_flags) & (1UL << SOCK_DONE)) && received)
+	if ((tp->inet_conn.icsk_inet.sk.__sk_common.skc_flags & (1UL << SOCK_DONE)) && received)
 		received--;
 	return received;
 }
@@ -319,14 +354,16 @@ static __always_inline __u64 payload_received(const struct sock *sk)
 static __always_inline void tcp_counters_into(struct fs_tcp_conn_event *e, const struct sock *sk,
 					      int oldstate)
 {
-	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	const struct tcp_sock *tp = bpf_skc_to_tcp_sock((void *)sk);
 
+	if (!tp) /* traced_family() said TCP: cannot happen */
+		return;
 	e->bytes_acked = payload_acked(tp, e->direction, oldstate);
-	e->bytes_received = payload_received(sk);
-	e->segs_out = BPF_CORE_READ(tp, segs_out);
-	e->segs_in = BPF_CORE_READ(tp, segs_in);
-	e->retransmits = BPF_CORE_READ(tp, total_retrans);
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3; /* kept << 3 */
+	e->bytes_received = payload_received(tp);
+	e->segs_out = tp->segs_out;
+	e->segs_in = tp->segs_in;
+	e->retransmits = tp->total_retrans;
+	e->srtt_us = tp->srtt_us >> 3; /* kept << 3 */
 }
 
 /* What only the entry knows; with no entry, the closing transition alone. */
@@ -527,7 +564,7 @@ int BPF_PROG(conn_accept, struct pt_regs *regs, long ret)
 	if (!is_accept_exit(regs, ret))
 		return 0;
 	sk = sock_of_fd(ret);
-	if (!sk || !traced_family(sk))
+	if (!sk || !traced_family_read(sk))
 		return 0;
 	/* Set at the socket's first traced transition; 0: we never saw it. */
 	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);

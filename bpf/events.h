@@ -75,6 +75,17 @@ enum fs_tcp_state {
 	FS_TCP_STATE_MAX = FS_TCP_NEW_SYN_RECV,
 };
 
+/* Which TCP state changes become tcp_state records (conn.bpf.c's rodata
+ * `tcp_state_events`). Every change is still followed: the connection record
+ * carries the whole path of states whatever the policy. */
+enum fs_tcp_state_policy {
+	FS_STATES_ALL = 0,  /* every transition */
+	FS_STATES_OPEN = 1, /* a socket starts listening or a connection becomes
+			       ESTABLISHED, and a listener closes */
+	FS_STATES_NONE = 2, /* none: connection records only */
+	FS_STATES_POLICY_MAX = FS_STATES_NONE,
+};
+
 /* Why a record was lost in the kernel: the index into each program's per-CPU
  * loss counter array (__u64 per CPU), which has FS_LOSS_MAX entries. Unlike
  * the other _MAX constants here, FS_LOSS_MAX is a count, not the last value. */

@@ -92,6 +92,7 @@ struct bpf_source_opts {
 	uint32_t flow_map_size; /* flows tracked at once (the `flows` map) */
 	uint64_t idle_timeout_ns;   /* a flow this long without a packet is exported */
 	uint64_t active_timeout_ns; /* a flow is exported at least this often */
+	uint32_t tcp_states;        /* enum fs_tcp_state_policy: which transitions are records */
 	/* Comma-separated interface names to watch (attached when they exist,
 	 * and when they appear later); NULL: every interface that is up, but
 	 * lo, and every one that comes up later. */

@@ -703,6 +703,7 @@ static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 	s->skel->rodata->ringbuf_wakeup_bytes = o->wakeup_bytes;
 	s->flow->rodata->ringbuf_wakeup_bytes = o->wakeup_bytes;
 	s->flow->rodata->active_timeout_ns = o->active_timeout_ns;
+	s->skel->rodata->tcp_state_events = o->tcp_states;
 	return 0;
 }
 

@@ -1001,6 +1001,101 @@ static void test_map_full_is_counted(void **state)
 	free(c);
 }
 
+/* Is the path of states recorded in e the one given (FS_TCP_... , 0)? */
+static bool path_is(const struct fs_tcp_conn_event *e, const uint8_t *want)
+{
+	unsigned n = 0;
+
+	while (want[n])
+		n++;
+	return e->path_len == n && memcmp(e->state_path, want, n) == 0;
+}
+
+/*
+ * The tcp_state policies other than "all": the connection records are the
+ * same (whole path of states, owners, bytes), and only the transitions the
+ * policy names become state records.
+ */
+static void run_state_policy(uint32_t policy)
+{
+	static const uint8_t client_path[] = { FS_TCP_SYN_SENT, FS_TCP_ESTABLISHED,
+					       FS_TCP_FIN_WAIT1, FS_TCP_FIN_WAIT2, FS_TCP_CLOSE, 0 };
+	static const uint8_t server_path[] = { FS_TCP_SYN_RECV, FS_TCP_ESTABLISHED,
+					       FS_TCP_CLOSE_WAIT, FS_TCP_LAST_ACK, FS_TCP_CLOSE, 0 };
+	struct capture *c = calloc(1, sizeof(*c));
+	const struct fs_tcp_conn_event *client = NULL, *server = NULL;
+	struct conn_sides s = { 0 };
+	struct ring_buffer *rb;
+	struct timespec start;
+	struct conn_bpf *obj;
+	unsigned established = 0;
+	int lfd;
+
+	assert_non_null(c);
+	obj = conn_bpf__open();
+	assert_non_null(obj);
+	obj->rodata->tcp_state_events = policy;
+	assert_int_equal(bpf_map__set_max_entries(obj->maps.events, RING_BYTES), 0);
+	assert_int_equal(conn_bpf__load(obj), 0);
+	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
+	assert_non_null(rb);
+	assert_int_equal(conn_bpf__attach(obj), 0);
+	lfd = listener_or_skip(AF_INET);
+	c->port = bound_port(lfd);
+
+	exchange_forked(AF_INET, lfd, &s);
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while ((!conns_of(c, s.client_cookie, NULL) || !conns_of(c, s.server_cookie, NULL)) &&
+	       elapsed_ms(&start) <= POLL_BUDGET_MS)
+		assert_true(ring_buffer__poll(rb, 100) >= 0);
+	/* the listener's close comes after the server's: give it its time */
+	ring_buffer__poll(rb, 200);
+
+	assert_int_equal(c->bad, 0);
+	assert_int_equal(conns_of(c, s.client_cookie, &client), 1);
+	assert_int_equal(conns_of(c, s.server_cookie, &server), 1);
+	assert_true(path_is(client, client_path));
+	assert_true(path_is(server, server_path));
+	assert_int_equal(client->bytes_acked, CLIENT_BYTES);
+	assert_int_equal(server->bytes_acked, SERVER_BYTES);
+	assert_int_equal(server->pid, s.accepter);
+	assert_int_equal(client->pid, getpid());
+	for (unsigned i = 0; i < c->nstates; i++) {
+		const struct fs_tcp_state_event *e = &c->states[i];
+
+		check_state_header(e);
+		assert_true(policy == FS_STATES_OPEN);
+		assert_true(e->new_state == FS_TCP_ESTABLISHED || e->new_state == FS_TCP_LISTEN ||
+			    (e->old_state == FS_TCP_LISTEN && e->new_state == FS_TCP_CLOSE));
+		if (e->new_state == FS_TCP_ESTABLISHED)
+			established++;
+	}
+	if (policy == FS_STATES_OPEN) {
+		assert_int_equal(established, 2);
+		assert_non_null(state_of(c, s.client_cookie, FS_TCP_SYN_SENT, FS_TCP_ESTABLISHED));
+		assert_non_null(state_of(c, s.server_cookie, FS_TCP_SYN_RECV, FS_TCP_ESTABLISHED));
+		assert_non_null(state_of(c, s.listener_cookie, FS_TCP_LISTEN, FS_TCP_CLOSE));
+	}
+	assert_forgotten(obj, s.client_cookie);
+	assert_forgotten(obj, s.server_cookie);
+
+	ring_buffer__free(rb);
+	conn_bpf__destroy(obj);
+	free(c);
+}
+
+static void test_state_policy_open(void **state)
+{
+	(void)state;
+	run_state_policy(FS_STATES_OPEN);
+}
+
+static void test_state_policy_none(void **state)
+{
+	(void)state;
+	run_state_policy(FS_STATES_NONE);
+}
+
 /* What the loader gets when it changes nothing. */
 static void test_defaults(void **state)
 {
@@ -1011,6 +1106,7 @@ static void test_defaults(void **state)
 	assert_int_equal(bpf_map__key_size(skel->maps.conns), sizeof(uint64_t));
 	assert_int_equal(bpf_map__type(skel->maps.conns), BPF_MAP_TYPE_HASH);
 	assert_int_equal(skel->rodata->ringbuf_wakeup_bytes, 0);
+	assert_int_equal(skel->rodata->tcp_state_events, FS_STATES_ALL);
 	for (uint32_t r = 0; r < FS_LOSS_MAX; r++)
 		(void)loss_total(skel, r);
 }
@@ -1083,6 +1179,8 @@ int main(void)
 		cmocka_unit_test(test_lifecycle_ipv4_no_wakeup),
 		cmocka_unit_test(test_lifecycle_ipv6_no_wakeup),
 		cmocka_unit_test(test_midlife),
+		cmocka_unit_test(test_state_policy_open),
+		cmocka_unit_test(test_state_policy_none),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_map_full_is_counted),
 		cmocka_unit_test(test_ringbuf_full_is_counted),
