@@ -51,6 +51,9 @@ run_pair() {
 	cpid=$(sed -n 's/^pid=\([0-9]*\).*/\1/p' "$T/client.out")
 }
 
+# Wall-clock window around all the traffic: every kernel timestamp,
+# converted to UTC by flowstored, must fall inside it (time accuracy).
+t_before=$(date +%s%N)
 K4=123457; M4=654321
 run_pair 10.251.0.2 5001 $K4 $M4
 spid4=$spid; cpid4=$cpid
@@ -60,6 +63,7 @@ spid6=$spid; cpid6=$cpid
 rc=0
 ip netns exec "$A" "$TCP_PEER" client 10.251.0.2 5999 1 1 >/dev/null 2>&1 || rc=$?
 [ "$rc" = 3 ] || fail "the connect to a closed port was not refused (exit $rc)"
+t_after=$(date +%s%N)
 
 sleep 0.5
 kill -TERM "$daemon"
@@ -91,4 +95,12 @@ got=$(q "SELECT count(*) FROM tcp_states WHERE resp_port = 5001 AND new_state = 
 	fail "ESTABLISHED transitions for :5001: $got"
 [ "$(q "SELECT count(*) FROM connections WHERE srtt_us <= 0 AND resp_port IN (5001, 5002)" | awk '{s+=$1} END {print s}')" = 0 ] ||
 	fail "a connection without an RTT"
+# Time: the conversion from the kernel's monotonic clock to UTC puts every
+# row of this run between the wall-clock reads taken around it.
+bad=$(q "SELECT count(*) FROM connections WHERE resp_port IN (5001, 5002, 5999)
+	AND NOT (ts >= $t_before AND ts <= ts_end AND ts_end <= $t_after)" | awk '{s+=$1} END {print s}')
+[ "$bad" = 0 ] || fail "$bad connection rows outside the wall-clock window [$t_before, $t_after]"
+bad=$(q "SELECT count(*) FROM tcp_states WHERE resp_port IN (5001, 5002, 5999)
+	AND NOT (ts >= $t_before AND ts <= $t_after)" | awk '{s+=$1} END {print s}')
+[ "$bad" = 0 ] || fail "$bad state rows outside the wall-clock window"
 echo "e2e_bpf_tcp: ok"
