@@ -10,13 +10,16 @@
 #   - a refused connect: REJ, ended by the RST;
 #   - UDP, each way: N datagrams of S bytes, N x (20 + 8 + S) bytes,
 #     exported by the user-space idle sweep (end_reason idle_timeout);
-#   - ICMP and ICMPv6 echo: 3 packets each way, exact IP-layer bytes.
+#   - ICMP and ICMPv6 echo: 3 packets each way, exact IP-layer bytes;
+#   - TCP with segmentation offload on both ways (GSO super-packets of up to
+#     64 KiB at TC): packets = the segments each sender's TCP sent, bytes =
+#     payload + every segment's headers, i.e. what the wire carried.
 # Then cleanup: after SIGTERM and after kill -9, no filter, qdisc, link or
 # program of ours is left. The link is kept quiet so the counters are exact:
 # static neighbours (no ARP, no neighbour discovery), no IPv6 link-local
-# addresses, router solicitations or DAD, segmentation offload off (the
-# kernel's octet counters count a GSO packet's headers once, the wire as
-# many times as it has segments).
+# addresses, router solicitations or DAD, segmentation offload off but in
+# the GSO part (the kernel's octet counters count a GSO packet's headers
+# once, the wire as many times as it has segments).
 . "$(dirname "$0")/lib.sh"
 : "${TCP_PEER:?TCP_PEER must name the tcp_peer helper}"
 [ "$(id -u)" = 0 ] || skip "needs root for network namespaces and BPF"
@@ -209,6 +212,25 @@ ip netns exec "$B" "$TCP_PEER" udp-client 10.252.0.1 5004 $UDP_N $UDP_SIZE >/dev
 	fail "udp client in B failed"
 wait "$udp" || fail "udp server in A failed"
 
+# GSO/GRO left on: each side now hands its veth super-packets of up to 64
+# KiB (the TC programs see one skb for many wire segments). Packets must
+# still be the wire's segments and bytes the wire's bytes.
+ip -n "$A" link set veth-a gso_max_segs 65535
+ip -n "$B" link set veth-b gso_max_segs 65535
+# A's TcpInSegs counts a GRO'd skb once, so the segments B sent come from
+# B's own TcpOutSegs (counted per segment, retransmissions apart).
+b_sent() {
+	ip netns exec "$B" nstat -asz 2>/dev/null | awk '/^(TcpOutSegs|TcpRetransSegs) / {s += $2} END {print s}'
+}
+skbs_before=$(ip netns exec "$A" cat /sys/class/net/veth-a/statistics/tx_packets)
+b_before=$(b_sent)
+GSO_K=3000000 GSO_M=1500000
+tcp_exchange 10.252.0.2 5005 $GSO_K $GSO_M IpExt
+skbs=$(($(ip netns exec "$A" cat /sys/class/net/veth-a/statistics/tx_packets) - skbs_before))
+b_segs=$(($(b_sent) - b_before))
+ip -n "$A" link set veth-a gso_max_segs 1
+ip -n "$B" link set veth-b gso_max_segs 1
+
 ip netns exec "$A" ping -q -c 3 -i 0.2 -s 56 10.252.0.2 >/dev/null || fail "ping failed"
 ip netns exec "$A" ping -q -6 -c 3 -i 0.2 -s 56 fd52::2 >/dev/null || fail "ping -6 failed"
 sleep 3.5 # past the idle timeout (2s) and a sweep tick
@@ -244,6 +266,14 @@ for port in 5001 5002; do
 	got=$(q "SELECT pid, comm FROM flows WHERE proto = 'tcp' AND resp_port = $port")
 	[ "$got" = "$cpid fs-client" ] || fail "flow :$port owner: got '$got', want '$cpid fs-client'"
 done
+# Every segment of this IPv4 exchange has a 20-byte IP header and a 32-byte
+# TCP header (timestamps), but the SYN and SYN+ACK (40-byte TCP header with
+# their options): bytes = payload + 52 per packet + 8.
+read -r op ob ip ib <<<"$want_5005"
+[ "$skbs" -lt "$op" ] || fail "GSO did not happen: $skbs skbs for $op segments sent"
+expect_flow "proto = 'tcp' AND resp_port = 5005" \
+	"10.252.0.1 10.252.0.2 5005 $op $((GSO_K + 52 * op + 8)) $b_segs $((GSO_M + 52 * b_segs + 8)) SF ShADadfF veth-a fin"
+echo "GSO: A sent $op segments in $skbs skbs; B sent $b_segs segments, A's TCP saw $ip skbs"
 expect_flow "proto = 'tcp' AND resp_port = 5999" \
 	"10.252.0.1 10.252.0.2 5999 1 60 1 40 REJ Sr veth-a rst"
 expect_flow "proto = 'udp' AND resp_port = 5003" \
@@ -254,7 +284,7 @@ expect_flow "proto = 'icmp'" \
 	"10.252.0.1 10.252.0.2 0 3 $((3 * (20 + 8 + 56))) 3 $((3 * (20 + 8 + 56))) OTH  veth-a idle_timeout"
 expect_flow "proto = 'icmp6' AND orig_port = 128" \
 	"fd52::1 fd52::2 129 3 $((3 * (40 + 8 + 56))) 3 $((3 * (40 + 8 + 56))) OTH  veth-a idle_timeout"
-others=$(q "SELECT count(*) FROM flows WHERE resp_port NOT IN (5001, 5002, 5999, 5003, 5004) AND proto NOT IN ('icmp', 'icmp6')" | awk '{s += $1} END {print s}')
+others=$(q "SELECT count(*) FROM flows WHERE resp_port NOT IN (5001, 5002, 5005, 5999, 5003, 5004) AND proto NOT IN ('icmp', 'icmp6')" | awk '{s += $1} END {print s}')
 [ "$others" = 0 ] || fail "unexpected flows: $(q "SELECT * FROM flows")"
 grep -q 'stats:.* kernel_recursion_misses=0' "$T/log" || fail "no recursion miss counter: $(grep stats: "$T/log")"
 grep -q 'stats:.* kernel_lost_ringbuf_full=0 kernel_lost_map_full=0 kernel_lost_parse=0' "$T/log" ||
