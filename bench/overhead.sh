@@ -10,11 +10,21 @@
 # bound of the kernel side's cost). Prints the medians, the ratios, CPU
 # used, and the daemon's kernel and user-space drop counters.
 #
-#   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS]    (as root)
+# Two placements, each measured the same way:
+#   shared  the load and the daemon share every CPU (a host with no CPU to
+#           spare: each cycle the daemon spends is taken from the load);
+#   pinned  the load (client, server, and so the softirqs of their veth
+#           traffic) on CPU 1, the daemon on CPU 0 (a host with a core to
+#           spare: what remains is the in-path cost of the kernel programs
+#           and whatever crosses CPUs).
+#
+#   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS] [shared|pinned|both]   (as root)
 set -euo pipefail
 BUILD=${1:-build/gcc}
 SECS=${2:-10}
 ROUNDS=${3:-3}
+PLACEMENTS=${4:-both}
+[ "$PLACEMENTS" = both ] && PLACEMENTS="shared pinned"
 FLOWSTORED=$BUILD/collector/flowstored
 LOAD=$BUILD/bench/tcp_load
 [ "$(id -u)" = 0 ] || { echo "bench/overhead: needs root" >&2; exit 1; }
@@ -44,9 +54,19 @@ done
 ip -n "$A" link set veth-a up
 ip -n "$B" link set veth-b up
 
-ip netns exec "$B" "$LOAD" server 10.253.0.2 7000 >"$T/server.out" &
-server=$!
-sleep 0.3
+# Placement: the CPU lists for the load and the daemon (empty: any).
+LOAD_CPUS= DAEMON_CPUS=
+on() { # CPUS: the command prefix that runs a command on them (none when empty)
+	[ -n "$1" ] && echo "taskset -c $1"
+	return 0
+}
+start_server() {
+	[ -n "${server:-}" ] && { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+	# shellcheck disable=SC2046
+	ip netns exec "$B" $(on "$LOAD_CPUS") "$LOAD" server 10.253.0.2 7000 >"$T/server.out" &
+	server=$!
+	sleep 0.3
+}
 
 busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 
@@ -54,15 +74,17 @@ busy_jiffies() { awk '/^cpu /{print $2+$3+$4+$7+$8}' /proc/stat; }
 measure() {
 	local b0 b1 t0 t1 v
 	b0=$(busy_jiffies); t0=$(date +%s.%N)
-	v=$(ip netns exec "$A" "$LOAD" "$1" 10.253.0.2 7000 "$SECS" | awk '{print $2}')
+	# shellcheck disable=SC2046
+	v=$(ip netns exec "$A" $(on "$LOAD_CPUS") "$LOAD" "$1" 10.253.0.2 7000 "$SECS" | awk '{print $2}')
 	b1=$(busy_jiffies); t1=$(date +%s.%N)
 	echo "$v $(echo "$b0 $b1 $t0 $t1" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", 100*($2-$1)/hz/($4-$3)}')"
 }
 
 start_daemon() {
 	rm -rf "$T/data"
-	ip netns exec "$A" "$FLOWSTORED" --source bpf --interfaces veth-a --data "$T/data" \
-		2>"$T/daemon.log" &
+	# shellcheck disable=SC2046
+	ip netns exec "$A" $(on "$DAEMON_CPUS") "$FLOWSTORED" --source bpf --interfaces veth-a \
+		--data "$T/data" 2>"$T/daemon.log" &
 	daemon=$!
 	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
 	grep -q "data in" "$T/daemon.log" || { cat "$T/daemon.log"; exit 1; }
@@ -77,23 +99,25 @@ stop_daemon() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
-for kind in bulk storm; do
-	: >"$T/$kind.off"; : >"$T/$kind.on"
-	: >"$T/$kind.frozen"
-	for r in $(seq "$ROUNDS"); do
-		measure "$kind" >>"$T/$kind.off"
-		start_daemon
-		measure "$kind" >>"$T/$kind.on"
-		stop_daemon
-		start_daemon
-		kill -STOP "$daemon"
-		measure "$kind" >>"$T/$kind.frozen"
-		kill -CONT "$daemon"
-		kill -TERM "$daemon"
-		wait "$daemon" || true
-		daemon=
+run_placement() {
+	for kind in bulk storm; do
+		: >"$T/$kind.off"; : >"$T/$kind.on"
+		: >"$T/$kind.frozen"
+		for r in $(seq "$ROUNDS"); do
+			measure "$kind" >>"$T/$kind.off"
+			start_daemon
+			measure "$kind" >>"$T/$kind.on"
+			stop_daemon
+			start_daemon
+			kill -STOP "$daemon"
+			measure "$kind" >>"$T/$kind.frozen"
+			kill -CONT "$daemon"
+			kill -TERM "$daemon"
+			wait "$daemon" || true
+			daemon=
+		done
 	done
-done
+}
 
 report() { # KIND UNIT [SUFFIX]
 	local off on coff con
@@ -105,13 +129,23 @@ report() { # KIND UNIT [SUFFIX]
 		"($(echo "$on $off" | awk '{printf "%+.1f%%", 100*($1/$2-1)}')); CPU busy ${coff}% -> ${con}% of $(nproc) cores"
 }
 
-echo "bench/overhead: $SECS s per run, $ROUNDS rounds, medians"
-report bulk "bytes/s"
-report storm "conns/s"
-report bulk "bytes/s" frozen
-report storm "conns/s" frozen
-echo "runs (value cpu%):"
-for f in bulk.off bulk.on bulk.frozen storm.off storm.on storm.frozen; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
-echo "daemon counters at each stop of a running (not frozen) daemon:"
-tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
-	awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
+for placement in $PLACEMENTS; do
+	case $placement in
+	shared) LOAD_CPUS= DAEMON_CPUS= ;;
+	pinned) LOAD_CPUS=1 DAEMON_CPUS=0 ;;
+	*) echo "bench/overhead: placement is shared, pinned or both" >&2; exit 2 ;;
+	esac
+	start_server
+	: >"$T/stats"
+	run_placement
+	echo "bench/overhead: $placement placement (load on CPUs ${LOAD_CPUS:-all}, daemon on ${DAEMON_CPUS:-all}), $SECS s per run, $ROUNDS rounds, medians"
+	report bulk "bytes/s"
+	report storm "conns/s"
+	report bulk "bytes/s" frozen
+	report storm "conns/s" frozen
+	echo "runs (value cpu%):"
+	for f in bulk.off bulk.on bulk.frozen storm.off storm.on storm.frozen; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
+	echo "daemon counters at each stop of a running (not frozen) daemon:"
+	tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
+		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
+done
