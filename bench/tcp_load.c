@@ -10,10 +10,23 @@
  *   tcp_load storm ADDR PORT SECONDS     connect, write 1, read 1, close, as
  *                                        fast as possible with 32 in flight;
  *                                        prints "conns_per_s N"
+ *   tcp_load flows IFNAME DSTMAC ADDR PORT SECONDS RATE
+ *                                        new UDP flows at RATE per second:
+ *                                        one 64-byte IPv4 datagram each, from
+ *                                        a source address and port no flow of
+ *                                        this run had (10.254.0.0/16 x ports
+ *                                        1024-65535), written to IFNAME with
+ *                                        an AF_PACKET socket (through TC
+ *                                        egress); prints "flows_per_s N"
  *
  * The server tells the two apart by the first byte: 'B' bulk, 'S' storm.
  */
 #include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/ip.h>
+#include <netinet/udp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -200,13 +213,118 @@ static int storm(struct sockaddr_storage *ss, socklen_t len, double seconds)
 	return 0;
 }
 
+/* ---- new UDP flows at a rate ---------------------------------------------- */
+
+#define FLOW_BATCH 64
+#define FLOW_PAYLOAD 36 /* 20 + 8 + 36 = 64-byte IP packets */
+
+struct flow_frame {
+	struct ether_header eth;
+	struct iphdr ip;
+	struct udphdr udp;
+	char payload[FLOW_PAYLOAD];
+} __attribute__((packed));
+
+static uint16_t ip_checksum(const void *data, size_t len)
+{
+	const uint16_t *w = data;
+	uint32_t sum = 0;
+
+	for (; len > 1; len -= 2)
+		sum += *w++;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* The n-th flow of the run: source 10.254.0.0/16 x ports 1024..65535. */
+static void flow_frame_fill(struct flow_frame *f, uint64_t n)
+{
+	uint32_t port = 1024 + (uint32_t)(n % 64512), host = (uint32_t)(n / 64512) & 0xffff;
+
+	f->ip.saddr = htonl((10u << 24) | (254u << 16) | host);
+	f->udp.source = htons((uint16_t)port);
+	f->ip.check = 0;
+	f->ip.check = ip_checksum(&f->ip, sizeof(f->ip));
+}
+
+static int new_flows(const char *ifname, const char *mac, const char *addr, const char *port,
+		     double seconds, double rate)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET, .sll_halen = ETH_ALEN };
+	static struct flow_frame frames[FLOW_BATCH];
+	struct mmsghdr msgs[FLOW_BATCH];
+	struct iovec iov[FLOW_BATCH];
+	unsigned m[ETH_ALEN];
+	struct in_addr dst;
+	uint64_t sent = 0;
+	double start, t;
+	int fd;
+
+	if (sscanf(mac, "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6 ||
+	    inet_pton(AF_INET, addr, &dst) != 1 || rate <= 0) {
+		fprintf(stderr, "tcp_load flows: bad MAC, IPv4 address or rate\n");
+		return 2;
+	}
+	sll.sll_ifindex = (int)if_nametoindex(ifname);
+	fd = socket(AF_PACKET, SOCK_RAW, 0);
+	if (!sll.sll_ifindex || fd < 0) {
+		perror("tcp_load flows");
+		return 1;
+	}
+	for (int i = 0; i < FLOW_BATCH; i++) {
+		struct flow_frame *f = &frames[i];
+
+		for (int b = 0; b < ETH_ALEN; b++)
+			f->eth.ether_dhost[b] = sll.sll_addr[b] = (uint8_t)m[b];
+		f->eth.ether_type = htons(ETHERTYPE_IP);
+		f->ip.version = 4;
+		f->ip.ihl = 5;
+		f->ip.tot_len = htons(sizeof(*f) - sizeof(f->eth));
+		f->ip.ttl = 64;
+		f->ip.protocol = IPPROTO_UDP;
+		f->ip.daddr = dst.s_addr;
+		f->udp.dest = htons((uint16_t)atoi(port));
+		f->udp.len = htons(sizeof(f->udp) + FLOW_PAYLOAD);
+		iov[i] = (struct iovec){ f, sizeof(*f) };
+		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_name = &sll, .msg_namelen = sizeof(sll),
+							 .msg_iov = &iov[i], .msg_iovlen = 1 } };
+	}
+	start = now_s();
+	while ((t = now_s() - start) < seconds) {
+		uint64_t due = (uint64_t)(t * rate), n;
+		int r;
+
+		if (sent >= due) {
+			usleep(1000);
+			continue;
+		}
+		n = due - sent < FLOW_BATCH ? due - sent : FLOW_BATCH;
+		for (uint64_t i = 0; i < n; i++)
+			flow_frame_fill(&frames[i], sent + i);
+		r = sendmmsg(fd, msgs, (unsigned)n, 0);
+		if (r < 0 && errno != ENOBUFS && errno != EAGAIN) {
+			perror("tcp_load flows: sendmmsg");
+			return 1;
+		}
+		if (r > 0)
+			sent += (uint64_t)r;
+	}
+	printf("flows_per_s %.0f\nflows %llu\n", sent / (now_s() - start), (unsigned long long)sent);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
 
+	if (argc == 8 && !strcmp(argv[1], "flows"))
+		return new_flows(argv[2], argv[3], argv[4], argv[5], atof(argv[6]), atof(argv[7]));
 	if (argc < 4) {
-		fprintf(stderr, "usage: tcp_load server|bulk|storm ADDR PORT [SECONDS]\n");
+		fprintf(stderr, "usage: tcp_load server|bulk|storm ADDR PORT [SECONDS]\n"
+				"       tcp_load flows IFNAME DSTMAC ADDR PORT SECONDS RATE\n");
 		return 2;
 	}
 	len = make_addr(argv[2], argv[3], &ss);

@@ -213,6 +213,18 @@ _Static_assert(sizeof(struct fs_tcp_conn_event) == 160, "fs_tcp_conn_event layou
  *    and is deleting the entry itself; user space must neither export nor
  *    delete it (a delete could hit the next flow of the same key).
  */
+/*
+ * `flow_counts`, a per-CPU array beside the map: entries the program made
+ * and entries it deleted. With the deletions user space made itself, they
+ * say how full the map is without walking it (the sweep hurries when it
+ * fills).
+ */
+enum fs_flow_count {
+	FS_FLOWS_CREATED = 0,
+	FS_FLOWS_DELETED = 1,
+	FS_FLOW_COUNTS = 2, /* a count, not a value */
+};
+
 enum fs_flow_entry_state {
 	FS_FLOW_LIVE = 0,
 	FS_FLOW_CLOSING = 1,  /* FIN seen both ways; waiting for the last ACK */

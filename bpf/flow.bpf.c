@@ -142,6 +142,22 @@ struct {
 
 #include "output.bpf.h"
 
+/* enum fs_flow_count: entries made and deleted by the program. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FS_FLOW_COUNTS);
+	__type(key, __u32);
+	__type(value, __u64);
+} flow_counts SEC(".maps");
+
+static __always_inline void flow_count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&flow_counts, &which);
+
+	if (n)
+		*n += 1; /* per-CPU: no other writer */
+}
+
 /* One packet, as the accounting sees it. */
 struct flow_pkt {
 	struct fs_flow_key key;
@@ -758,8 +774,8 @@ static __always_inline int flow_update(struct fs_flow_value *v, const struct flo
 		return UPDATE_DONE;
 	}
 	output_submit(e);
-	if (exported != FS_END_ACTIVE_TIMEOUT)
-		bpf_map_delete_elem(&flows, &p->key);
+	if (exported != FS_END_ACTIVE_TIMEOUT && bpf_map_delete_elem(&flows, &p->key) == 0)
+		flow_count(FS_FLOWS_DELETED);
 	return UPDATE_DONE;
 }
 
@@ -774,8 +790,10 @@ static __always_inline int flow_create(const struct flow_pkt *p, __u64 now)
 	if ((p->letters & HIST_R) && record_emit(&v, FS_END_TCP_RST, now) == 0)
 		return UPDATE_DONE;
 	err = bpf_map_update_elem(&flows, &p->key, &v, BPF_NOEXIST);
-	if (err == 0)
+	if (err == 0) {
+		flow_count(FS_FLOWS_CREATED);
 		return UPDATE_DONE;
+	}
 	if (err == -EEXIST)
 		return UPDATE_RETRY; /* another CPU made it first */
 	count_loss(FS_LOSS_MAP_FULL);

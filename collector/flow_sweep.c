@@ -16,10 +16,12 @@
  *     copy we took is dropped, not exported twice. The program's own delete
  *     then finds nothing (or, if a new packet remade the key in that
  *     instant, removes the new entry: a window of a few instructions).
- *  3. The walk resumes from the last key of the previous step that is still
- *     in the map (a deleted one would send get_next_key back to the start).
- *     Keys inserted meanwhile may be seen next pass; none is seen twice in
- *     one step.
+ *  3. The walk reads the map in batches (BPF_MAP_LOOKUP_BATCH, keys and
+ *     values together, each value copied under its lock): one system call
+ *     per batch instead of two per entry, and the kernel's batch cursor is a
+ *     bucket index, so deleting entries never sends the walk back to the
+ *     start. Keys inserted meanwhile may be seen next pass; none is seen
+ *     twice in one pass.
  */
 #include "flow_sweep.h"
 
@@ -34,10 +36,12 @@
 struct flow_sweep {
 	int map_fd;
 	size_t budget;
-	struct fs_flow_key *keys; /* budget of them */
-	struct fs_flow_key cursor;
-	bool has_cursor;
+	struct fs_flow_key *keys;     /* budget of them */
+	struct fs_flow_value *values; /* budget of them */
+	uint64_t batch;               /* the kernel's cursor (a bucket index) */
+	bool has_batch;
 	bool unlocked_delete; /* the kernel refused BPF_F_LOCK on lookup-and-delete */
+	bool batch_failed;    /* logged once */
 };
 
 int flow_sweep_new(int map_fd, size_t budget, struct flow_sweep **out)
@@ -50,8 +54,9 @@ int flow_sweep_new(int map_fd, size_t budget, struct flow_sweep **out)
 	if (!fs)
 		return -ENOMEM;
 	fs->keys = calloc(budget, sizeof(*fs->keys));
-	if (!fs->keys) {
-		free(fs);
+	fs->values = calloc(budget, sizeof(*fs->values));
+	if (!fs->keys || !fs->values) {
+		flow_sweep_free(fs);
 		return -ENOMEM;
 	}
 	fs->map_fd = map_fd;
@@ -65,12 +70,13 @@ void flow_sweep_free(struct flow_sweep *fs)
 	if (!fs)
 		return;
 	free(fs->keys);
+	free(fs->values);
 	free(fs);
 }
 
 void flow_sweep_restart(struct flow_sweep *fs)
 {
-	fs->has_cursor = false;
+	fs->has_batch = false;
 }
 
 void flow_sweep_event(const struct fs_flow_value *v, uint8_t end_reason, uint64_t now_ns,
@@ -101,21 +107,27 @@ void flow_sweep_event(const struct fs_flow_value *v, uint8_t end_reason, uint64_
 	memcpy(e->history, v->history, sizeof(e->history));
 }
 
-/* Fills fs->keys from the cursor on; returns how many. */
-static size_t collect_keys(struct flow_sweep *fs, bool *pass_done)
+/* Reads the next batch of keys and values from the cursor on; returns how
+ * many. -ENOENT from the kernel means this batch ends the pass. */
+static size_t read_batch(struct flow_sweep *fs, bool *pass_done)
 {
-	const struct fs_flow_key *prev = fs->has_cursor ? &fs->cursor : NULL;
-	size_t n = 0;
+	DECLARE_LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = BPF_F_LOCK);
+	uint64_t next = 0;
+	__u32 count = (__u32)fs->budget;
+	int err;
 
-	*pass_done = false;
-	while (n < fs->budget) {
-		if (bpf_map_get_next_key(fs->map_fd, prev, &fs->keys[n])) {
-			*pass_done = true; /* ENOENT: the end (or an empty map) */
-			break;
-		}
-		prev = &fs->keys[n++];
+	err = bpf_map_lookup_batch(fs->map_fd, fs->has_batch ? &fs->batch : NULL, &next, fs->keys,
+				   fs->values, &count, &opts);
+	*pass_done = err != 0;
+	if (err && err != -ENOENT) {
+		if (!fs->batch_failed)
+			LOG(LOG_WARN, "cannot read the flow map: %s", strerror(-err));
+		fs->batch_failed = true;
+		count = 0;
 	}
-	return n;
+	fs->batch = next;
+	fs->has_batch = !*pass_done;
+	return count;
 }
 
 /* Takes the entry out under its lock. 0, or a negative errno. */
@@ -138,21 +150,21 @@ static int take(struct flow_sweep *fs, const struct fs_flow_key *key, struct fs_
 	return err;
 }
 
-/* Exports the entry of key if it is due. true if it was taken out. */
-static bool sweep_one(struct flow_sweep *fs, const struct fs_flow_key *key, uint64_t now_ns,
-		      uint64_t idle_ns, uint8_t end_reason, flow_sweep_emit emit, void *ctx)
+/* Exports the entry of key (whose value v was read under its lock) if it is
+ * due. true if it was taken out. */
+static bool sweep_one(struct flow_sweep *fs, const struct fs_flow_key *key,
+		      const struct fs_flow_value *seen, uint64_t now_ns, uint64_t idle_ns,
+		      uint8_t end_reason, flow_sweep_emit emit, void *ctx)
 {
 	struct fs_flow_value v;
 	struct fs_flow_event e;
 
-	if (bpf_map_lookup_elem_flags(fs->map_fd, key, &v, BPF_F_LOCK))
-		return false; /* gone meanwhile */
-	if (v.state == FS_FLOW_EXPORTED)
+	if (seen->state == FS_FLOW_EXPORTED)
 		return false;
-	if (idle_ns && (now_ns < v.last_ns || now_ns - v.last_ns < idle_ns))
+	if (idle_ns && (now_ns < seen->last_ns || now_ns - seen->last_ns < idle_ns))
 		return false;
 	if (take(fs, key, &v))
-		return false;
+		return false; /* gone meanwhile */
 	if (v.state == FS_FLOW_EXPORTED)
 		return true; /* the program exported it meanwhile (invariant 2) */
 	flow_sweep_event(&v, end_reason, now_ns, &e);
@@ -163,17 +175,11 @@ static bool sweep_one(struct flow_sweep *fs, const struct fs_flow_key *key, uint
 size_t flow_sweep_step(struct flow_sweep *fs, uint64_t now_ns, uint64_t idle_ns,
 		       uint8_t end_reason, flow_sweep_emit emit, void *ctx, bool *pass_done)
 {
-	size_t n = collect_keys(fs, pass_done), exported = 0;
-	const struct fs_flow_key *kept = NULL;
+	size_t n = read_batch(fs, pass_done), exported = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		if (sweep_one(fs, &fs->keys[i], now_ns, idle_ns, end_reason, emit, ctx))
+	for (size_t i = 0; i < n; i++)
+		if (sweep_one(fs, &fs->keys[i], &fs->values[i], now_ns, idle_ns, end_reason, emit,
+			      ctx))
 			exported++;
-		else
-			kept = &fs->keys[i];
-	}
-	fs->has_cursor = !*pass_done && kept;
-	if (fs->has_cursor)
-		fs->cursor = *kept;
 	return exported;
 }

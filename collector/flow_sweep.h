@@ -5,11 +5,10 @@
  * bpf/events.h; this is the user-space side of them.
  *
  * A sweep is done in steps, each looking at a bounded number of entries, so
- * a full map never holds the loop for long: a step walks keys from where the
- * previous one stopped (bpf_map_get_next_key into a local array first, so
- * deleting never disturbs the walk), then reads each value under the
- * entry's lock and takes out (lookup-and-delete, under the lock) those to
- * export. Each export becomes a struct fs_flow_event, exactly as the kernel
+ * a full map never holds the loop for long: a step reads the next batch of
+ * keys and values (BPF_MAP_LOOKUP_BATCH, each value under its entry's lock)
+ * from where the previous one stopped, and takes out (lookup-and-delete,
+ * under the lock) those to export. Each export becomes a struct fs_flow_event, exactly as the kernel
  * program would have written it, handed to `emit`.
  *
  * Lifetime: flow_sweep_new() allocates; flow_sweep_free() frees. The map fd
@@ -29,7 +28,8 @@ struct flow_sweep;
 /* e is valid for the duration of the call only. */
 typedef void (*flow_sweep_emit)(void *ctx, const struct fs_flow_event *e);
 
-/* budget: entries looked at per step (> 0). 0 or a negative errno. */
+/* budget: entries looked at per step (> 0; at least the longest hash
+ * bucket: a few thousand is plenty). 0 or a negative errno. */
 int flow_sweep_new(int map_fd, size_t budget, struct flow_sweep **out);
 
 /*

@@ -78,7 +78,7 @@ int source_replay_new(uv_loop_t *loop, const char *path,
 #define BPF_RING_BYTES_DEFAULT (16u << 20)
 #define BPF_MAX_CONNS_DEFAULT 65536u
 #define BPF_DRAIN_MS_DEFAULT 10u
-#define BPF_FLOW_MAP_SIZE_DEFAULT 65536u
+#define BPF_FLOW_MAP_SIZE_DEFAULT 131072u
 #define BPF_IDLE_TIMEOUT_NS_DEFAULT (15ull * 1000000000ull)
 #define BPF_ACTIVE_TIMEOUT_NS_DEFAULT (60ull * 1000000000ull)
 /* Not taken for a 0 (which means a wakeup per record): the daemon's choice. */
@@ -97,6 +97,7 @@ struct bpf_source_opts {
 	 * and when they appear later); NULL: every interface that is up, but
 	 * lo, and every one that comes up later. */
 	const char *interfaces;
+	int tc_mode; /* enum tc_mode (tc_attach.h): how flow goes on; 0 = TC_MODE_AUTO */
 };
 
 

@@ -30,9 +30,14 @@
  * Sharing one map between the objects would save memory but tie their
  * loads together, and give the same starvation inside one ring.
  *
- * Idle flows: a sweep timer (every idle_timeout/3, at most every second)
- * runs one bounded step of flow_sweep.c, which exports the flows idle for
- * idle_timeout as records handed to the sink like the kernel's.
+ * Idle flows: a sweep timer (every idle/3, within [100 ms, 1 s]) runs
+ * bounded steps of flow_sweep.c, enough to walk the whole map once per
+ * idle period, exporting the flows idle that long as records handed to the
+ * sink like the kernel's. Under pressure (a pass found the map more than
+ * half full) the idle period used is halved, down to SWEEP_IDLE_FLOOR_NS,
+ * and doubled back towards --idle-timeout once it is less than a quarter
+ * full: many short flows (50k new UDP flows a second) then leave the map
+ * before it fills, rather than as one-packet map_full records.
  *
  * Reading, once started:
  *  - A uv_poll_t per ring watches ring_buffer__epoll_fd(): a kernel wakeup
@@ -95,6 +100,8 @@
 #define SWEEP_TICK_MAX_MS 1000
 #define SWEEP_TICK_MIN_MS 100
 #define SWEEP_BUDGET_MIN 4096 /* entries looked at per tick, at least */
+#define SWEEP_BATCH 8192      /* entries read per system call */
+#define SWEEP_IDLE_FLOOR_NS 1000000000ull /* under pressure, never below 1 s */
 #define NS_PER_MS 1000000ull
 
 enum { RING_CONN, RING_FLOW, NRINGS };
@@ -121,12 +128,17 @@ struct bpf_source {
 	struct attached_iface *ifaces;
 	size_t nifaces, cap_ifaces;
 	bool detached; /* stopping: attach nothing more */
+	enum tc_mode tc_mode;
 	struct iface_watch *watch;
 	/* idle sweep */
 	struct flow_sweep *sweep;
-	uint64_t idle_ns;
+	uint64_t idle_ns;     /* --idle-timeout */
+	uint64_t idle_eff_ns; /* the one in use: shorter under pressure */
 	uint32_t flow_map_size;
 	uint64_t sweep_tick_ms;
+	uint64_t sweep_entries; /* looked at per tick: the map once per idle_eff_ns */
+	uint64_t flows_swept;   /* entries the sweep took out of the map */
+	uint64_t made, made_at_ns; /* the program's count of entries made, when read */
 	bool prog_info_failed;
 	unsigned consumed; /* records handed over in the current consume */
 	int64_t utc_offset_ns;
@@ -222,8 +234,9 @@ static bool consume(struct bpf_source *s)
 	return more;
 }
 
-/* One loss counter of one program, summed over CPUs, added to *total. */
-static int add_loss(struct bpf_source *s, const struct bpf_map *map, uint32_t r,
+/* Entry r of a per-CPU array of u64 counters, summed over CPUs, added to
+ * *total. */
+static int add_percpu(struct bpf_source *s, const struct bpf_map *map, uint32_t r,
 		    uint64_t *total)
 {
 	size_t size = (size_t)s->ncpu * sizeof(*s->per_cpu);
@@ -236,18 +249,21 @@ static int add_loss(struct bpf_source *s, const struct bpf_map *map, uint32_t r,
 	return 0;
 }
 
+static void sweep_pressure(struct bpf_source *s);
+static void sweep_adapt(struct bpf_source *s);
+
 /* The kernel's loss counters, summed over CPUs and both programs, into
- * stats->kernel_lost. */
+ * stats->kernel_lost. A full map makes the sweep hurry. */
 static void read_losses(struct bpf_source *s)
 {
 	bool grew = false;
 
 	for (uint32_t r = 0; r < FS_LOSS_MAX; r++) {
 		uint64_t total = 0;
-		int err = add_loss(s, s->skel->maps.losses, r, &total);
+		int err = add_percpu(s, s->skel->maps.losses, r, &total);
 
 		if (!err)
-			err = add_loss(s, s->flow->maps.losses, r, &total);
+			err = add_percpu(s, s->flow->maps.losses, r, &total);
 		if (err) {
 			if (!s->losses_failed)
 				LOG(LOG_WARN, "cannot read the kernel's loss counters: %s",
@@ -256,6 +272,8 @@ static void read_losses(struct bpf_source *s)
 			return;
 		}
 		grew |= total > stats_get(&s->stats->kernel_lost[r]);
+		if (r == FS_LOSS_MAP_FULL && total > stats_get(&s->stats->kernel_lost[r]))
+			sweep_pressure(s);
 		atomic_store_explicit(&s->stats->kernel_lost[r], total, memory_order_relaxed);
 	}
 	if (grew && !s->losses_seen) {
@@ -331,6 +349,7 @@ static void on_drain(uv_timer_t *t)
 static void on_loss_timer(uv_timer_t *t)
 {
 	read_counters(t->data);
+	sweep_adapt(t->data);
 }
 
 /* ---- flows left in the map ---------------------------------------------- */
@@ -340,6 +359,7 @@ static void on_swept(void *ctx, const struct fs_flow_event *e)
 	struct bpf_source *s = ctx;
 
 	stats_add(&s->stats->flows_swept, 1);
+	s->flows_swept++;
 	s->base.sink.event(s->base.sink.ctx, e, sizeof(*e), s->utc_offset_ns);
 }
 
@@ -350,20 +370,99 @@ static uint64_t now_mono(struct bpf_source *s)
 	return now > 0 ? (uint64_t)now : 0;
 }
 
+/* The tick and the entries per tick that walk the map once per idle_eff_ns. */
+static void sweep_plan(struct bpf_source *s)
+{
+	uint64_t tick = s->idle_eff_ns / 3 / NS_PER_MS, entries;
+
+	if (tick > SWEEP_TICK_MAX_MS)
+		tick = SWEEP_TICK_MAX_MS;
+	if (tick < SWEEP_TICK_MIN_MS)
+		tick = SWEEP_TICK_MIN_MS;
+	entries = (uint64_t)s->flow_map_size * tick * NS_PER_MS / s->idle_eff_ns + 1;
+	if (entries < SWEEP_BUDGET_MIN)
+		entries = SWEEP_BUDGET_MIN;
+	if (entries > s->flow_map_size)
+		entries = s->flow_map_size;
+	s->sweep_tick_ms = tick;
+	s->sweep_entries = entries;
+}
+
+/*
+ * Every LOSS_READ_MS: how fast flows are made (the program's count of
+ * entries made) and how full the map is (made, less deleted by the program
+ * and by the sweep). The idle period in use is the one that keeps the map
+ * half full at that rate — map_size/2 / rate — within [SWEEP_IDLE_FLOOR_NS,
+ * --idle-timeout]; it is only ever shortened while the map is more than a
+ * quarter full, and lengthened back as the rate falls.
+ */
+static void sweep_adapt(struct bpf_source *s)
+{
+	uint64_t made = 0, deleted = 0, live, was = s->idle_eff_ns, want = s->idle_ns;
+	uint64_t now = now_mono(s), rate;
+
+	if (add_percpu(s, s->flow->maps.flow_counts, FS_FLOWS_CREATED, &made) ||
+	    add_percpu(s, s->flow->maps.flow_counts, FS_FLOWS_DELETED, &deleted))
+		return; /* logged with the loss counters, read the same way */
+	live = made > deleted + s->flows_swept ? made - deleted - s->flows_swept : 0;
+	if (live > s->flow_map_size)
+		live = s->flow_map_size;
+	rate = s->made_at_ns && now > s->made_at_ns
+		       ? (made - s->made) * 1000000000ull / (now - s->made_at_ns)
+		       : 0;
+	s->made = made;
+	s->made_at_ns = now;
+	if (rate && (uint64_t)s->flow_map_size / 2 * 1000000000ull / rate < want)
+		want = (uint64_t)s->flow_map_size / 2 * 1000000000ull / rate;
+	if (want < SWEEP_IDLE_FLOOR_NS)
+		want = SWEEP_IDLE_FLOOR_NS < s->idle_ns ? SWEEP_IDLE_FLOOR_NS : s->idle_ns;
+	if (want < s->idle_eff_ns && live * 4 < s->flow_map_size)
+		return; /* the map has room: no need to cut flows short yet */
+	/* small moves are not worth a new plan (or a log line) */
+	if (want * 10 > was * 9 && want * 9 < was * 10 && want != s->idle_ns)
+		return;
+	if (want == was)
+		return;
+	s->idle_eff_ns = want;
+	sweep_plan(s);
+	uv_timer_set_repeat(&s->sweep_timer, s->sweep_tick_ms);
+	LOG(want < was ? LOG_WARN : LOG_INFO,
+	    "flow map %llu%% full (%llu of %u), %llu new flows/s: exporting flows idle for "
+	    "%.1f s (--idle-timeout %.1f s)",
+	    (unsigned long long)(live * 100 / s->flow_map_size), (unsigned long long)live,
+	    s->flow_map_size, (unsigned long long)rate, (double)s->idle_eff_ns / 1e9,
+	    (double)s->idle_ns / 1e9);
+}
+
+/* The flow map was full (the kernel counted a map_full record): go to the
+ * shortest idle period at once rather than a halving per pass. */
+static void sweep_pressure(struct bpf_source *s)
+{
+	if (!s->sweep || s->idle_eff_ns <= SWEEP_IDLE_FLOOR_NS)
+		return;
+	s->idle_eff_ns = SWEEP_IDLE_FLOOR_NS < s->idle_ns ? SWEEP_IDLE_FLOOR_NS : s->idle_ns;
+	sweep_plan(s);
+	uv_timer_set_repeat(&s->sweep_timer, s->sweep_tick_ms);
+	LOG(LOG_WARN, "flow map full (%u entries): exporting flows idle for %.1f s "
+		      "(--idle-timeout %.1f s); --flow-map-size can be raised",
+	    s->flow_map_size, (double)s->idle_eff_ns / 1e9, (double)s->idle_ns / 1e9);
+}
+
 static void on_sweep_timer(uv_timer_t *t)
 {
 	struct bpf_source *s = t->data;
-	bool pass_done;
+	bool pass_done = false;
 
 	refresh_offset(s);
-	flow_sweep_step(s->sweep, now_mono(s), s->idle_ns, FS_END_IDLE_TIMEOUT, on_swept, s,
-			&pass_done);
+	for (uint64_t looked = 0; looked < s->sweep_entries && !pass_done; looked += SWEEP_BATCH)
+		flow_sweep_step(s->sweep, now_mono(s), s->idle_eff_ns, FS_END_IDLE_TIMEOUT, on_swept,
+				s, &pass_done);
 }
 
 /* Every flow still in the map, at shutdown (nothing is attached by now). */
 static void export_remaining(struct bpf_source *s)
 {
-	size_t rounds = s->flow_map_size / SWEEP_BUDGET_MIN + 2, n = 0;
+	size_t rounds = s->flow_map_size / SWEEP_BATCH + 2, n = 0;
 	bool pass_done = false;
 
 	refresh_offset(s);
@@ -427,7 +526,7 @@ static void attach_iface(struct bpf_source *s, const struct iface_event *e)
 	/* A loopback receives every packet it sends: one hook sees each once. */
 	err = tc_attach(e->ifindex,
 			loopback ? -1 : bpf_program__fd(s->flow->progs.flow_ingress),
-			bpf_program__fd(s->flow->progs.flow_egress), &tc);
+			bpf_program__fd(s->flow->progs.flow_egress), s->tc_mode, &tc);
 	if (err) {
 		LOG(LOG_WARN, "cannot attach the flow programs to %s (ifindex %d): %s", e->name,
 		    e->ifindex, strerror(-err));
@@ -753,26 +852,16 @@ static int open_reader(struct bpf_source *s)
 	return 0;
 }
 
-/* The sweep: a tick of idle/3 (within [100 ms, 1 s]), and a budget per tick
- * that gets through a full map within one idle timeout. */
+/* The sweep: see sweep_plan(); batches of SWEEP_BATCH entries. */
 static int open_sweep(struct bpf_source *s, const struct bpf_source_opts *o)
 {
-	uint64_t tick = o->idle_timeout_ns / 3 / NS_PER_MS, budget;
 	int err;
 
-	if (tick > SWEEP_TICK_MAX_MS)
-		tick = SWEEP_TICK_MAX_MS;
-	if (tick < SWEEP_TICK_MIN_MS)
-		tick = SWEEP_TICK_MIN_MS;
-	budget = (uint64_t)o->flow_map_size * tick * NS_PER_MS / o->idle_timeout_ns + 1;
-	if (budget < SWEEP_BUDGET_MIN)
-		budget = SWEEP_BUDGET_MIN;
-	if (budget > o->flow_map_size)
-		budget = o->flow_map_size;
-	s->sweep_tick_ms = tick;
 	s->idle_ns = o->idle_timeout_ns;
+	s->idle_eff_ns = o->idle_timeout_ns;
 	s->flow_map_size = o->flow_map_size;
-	err = flow_sweep_new(bpf_map__fd(s->flow->maps.flows), (size_t)budget, &s->sweep);
+	sweep_plan(s);
+	err = flow_sweep_new(bpf_map__fd(s->flow->maps.flows), SWEEP_BATCH, &s->sweep);
 	if (err)
 		LOG(LOG_ERROR, "cannot set up the idle flow sweep: %s", strerror(-err));
 	return err;
@@ -801,6 +890,7 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 	s->base.clock = clock;
 	s->stats = stats;
 	s->drain_ms = o.drain_ms;
+	s->tc_mode = (enum tc_mode)o.tc_mode;
 	libbpf_setting_up = true;
 	if ((err = open_programs(s, &o)) || (err = load_programs(s)) || (err = open_reader(s)) ||
 	    (err = open_sweep(s, &o))) {

@@ -1,15 +1,18 @@
 /*
  * TC attachment of one interface (see tc_attach.h).
  *
- * 1. TCX first: bpf_link_create(prog, ifindex, BPF_TCX_INGRESS/EGRESS).
+ * 1. TCX (TC_MODE_TCX, and TC_MODE_AUTO first):
+ *    bpf_link_create(prog, ifindex, BPF_TCX_INGRESS/EGRESS).
  *    libbpf 1.1 has no bpf_program__attach_tcx, and the system's linux/bpf.h
  *    may predate the attach types, so their numbers are ours (they are ABI).
  *    Our links go after any other TCX program; TC_ACT_UNSPEC (what our
  *    programs return) is TCX_NEXT: whatever follows decides the packet.
- * 2. A kernel without TCX says EINVAL (unknown attach type); from then on
- *    every interface gets clsact: the qdisc (kept if it was there, created
- *    and remembered if not) and one filter per hook. Detaching removes
- *    exactly our filters (by handle and priority), then the qdisc if ours.
+ * 2. clsact (TC_MODE_CLSACT): the qdisc (kept if it was there, created and
+ *    remembered if not) and one filter per hook. Detaching removes exactly
+ *    our filters (by handle and priority), then the qdisc if ours.
+ *    Under TC_MODE_AUTO, a kernel without TCX says EINVAL (unknown attach
+ *    type); from then on every interface gets clsact. TC_MODE_TCX returns
+ *    that EINVAL instead.
  * 3. An attach that fails half way undoes its first half.
  */
 #include "tc_attach.h"
@@ -126,31 +129,55 @@ static int clsact_attach(struct tc_attachment *a, const int fds[NSIDES])
 	return 0;
 }
 
-int tc_attach(int ifindex, int ingress_fd, int egress_fd, struct tc_attachment **out)
+/* Both links, or none. */
+static int tcx_attach_both(struct tc_attachment *a, const int fds[NSIDES])
+{
+	int err;
+
+	a->tcx = true;
+	err = tcx_attach(a, fds);
+	if (err)
+		tcx_detach(a);
+	return err;
+}
+
+/* TC_MODE_AUTO: the first EINVAL from TCX turns every later attach into
+ * clsact. */
+static int auto_attach(struct tc_attachment *a, const int fds[NSIDES])
+{
+	if (!tcx_missing) {
+		int err = tcx_attach_both(a, fds);
+
+		if (err != -EINVAL)
+			return err;
+		tcx_missing = true;
+		LOG(LOG_INFO, "this kernel has no TCX links (Linux < 6.6): attaching with "
+			      "clsact filters, which a kill -9 leaves behind");
+	}
+	a->tcx = false;
+	return clsact_attach(a, fds);
+}
+
+int tc_attach(int ifindex, int ingress_fd, int egress_fd, enum tc_mode mode,
+	      struct tc_attachment **out)
 {
 	const int fds[NSIDES] = { ingress_fd, egress_fd };
-	struct tc_attachment *a = calloc(1, sizeof(*a));
-	int err = -EINVAL;
+	struct tc_attachment *a;
+	int err;
 
+	if (mode != TC_MODE_AUTO && mode != TC_MODE_TCX && mode != TC_MODE_CLSACT)
+		return -EINVAL;
+	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
 	a->ifindex = ifindex;
 	a->link_fd[SIDE_INGRESS] = a->link_fd[SIDE_EGRESS] = -1;
-	if (!tcx_missing) {
-		a->tcx = true;
-		err = tcx_attach(a, fds);
-		if (err)
-			tcx_detach(a);
-		if (err == -EINVAL) {
-			tcx_missing = true;
-			LOG(LOG_INFO, "this kernel has no TCX links (Linux < 6.6): attaching with "
-				      "clsact filters, which a kill -9 leaves behind");
-		}
-	}
-	if (tcx_missing) {
-		a->tcx = false;
+	if (mode == TC_MODE_TCX)
+		err = tcx_attach_both(a, fds);
+	else if (mode == TC_MODE_CLSACT)
 		err = clsact_attach(a, fds);
-	}
+	else
+		err = auto_attach(a, fds);
 	if (err) {
 		free(a);
 		return err;
