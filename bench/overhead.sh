@@ -18,6 +18,8 @@
 #           spare: what remains is the in-path cost of the kernel programs
 #           and whatever crosses CPUs).
 #
+# and last, new UDP flows at 50k/s: the drop counters and rows written.
+#
 #   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS] [shared|pinned|both]   (as root)
 set -euo pipefail
 BUILD=${1:-build/gcc}
@@ -129,6 +131,23 @@ report() { # KIND UNIT [SUFFIX]
 		"($(echo "$on $off" | awk '{printf "%+.1f%%", 100*($1/$2-1)}')); CPU busy ${coff}% -> ${con}% of $(nproc) cores"
 }
 
+# new_flows RATE: flowstored (defaults) watching veth-a while tcp_load
+# sends RATE new one-packet UDP flows a second for SECS; prints what was
+# sent, what was written, and every drop counter.
+new_flows() {
+	local sent mac
+	mac=$(ip -n "$B" -o link show veth-b | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+	start_daemon
+	sent=$(ip netns exec "$A" "$LOAD" flows veth-a "$mac" 10.253.0.2 9 "$SECS" "$1" | sed -n 's/^flows //p')
+	sleep 1
+	kill -TERM "$daemon"
+	wait "$daemon" || true
+	daemon=
+	echo "new flows at $1/s for $SECS s: $sent sent; daemon:" $(grep 'stats:' "$T/daemon.log" | tail -n 1 |
+		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*|rows_written_flows)=')
+	grep -E 'exporting flows idle' "$T/daemon.log" | sed 's/^/  /' || true
+}
+
 for placement in $PLACEMENTS; do
 	case $placement in
 	shared) LOAD_CPUS= DAEMON_CPUS= ;;
@@ -149,3 +168,5 @@ for placement in $PLACEMENTS; do
 	tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
 		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
 done
+echo "bench/overhead: new flows, daemon with its defaults, $placement placement"
+new_flows 50000
