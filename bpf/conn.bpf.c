@@ -539,7 +539,7 @@ static __always_inline bool is_accept_exit(const struct pt_regs *regs, long ret)
 
 	if (ret < 0)
 		return false;
-	nr = BPF_CORE_READ(regs, orig_ax) & ~X32_SYSCALL_BIT;
+	nr = regs->orig_ax & ~X32_SYSCALL_BIT; /* a BTF pointer: a plain load */
 	if (nr != NR_ACCEPT && nr != NR_ACCEPT4)
 		return false;
 	task = bpf_get_current_task_btf();
