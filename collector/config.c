@@ -22,7 +22,9 @@ enum {
 	OPT_DATA = 1000, OPT_SOURCE, OPT_RECORD, OPT_PARTITION, OPT_PARTITION_ROWS,
 	OPT_BATCH_ROWS, OPT_BATCH_MS, OPT_QUEUE_BATCHES, OPT_COUNT, OPT_SEED,
 	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE, OPT_FLOW_MAP_SIZE,
-	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT,
+	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT, OPT_SOCKET_GROUP, OPT_QUERY_TIMEOUT,
+	OPT_QUERY_WORKERS, OPT_QUERY_MAX_ROWS, OPT_QUERY_QUEUE_WAIT, OPT_NO_QUERY,
+	OPT_TCP_STATES, OPT_TC_ATTACH,
 };
 
 static const struct option long_options[] = {
@@ -43,6 +45,14 @@ static const struct option long_options[] = {
 	{ "flow-map-size", required_argument, 0, OPT_FLOW_MAP_SIZE },
 	{ "idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT },
 	{ "active-timeout", required_argument, 0, OPT_ACTIVE_TIMEOUT },
+	{ "socket-group", required_argument, 0, OPT_SOCKET_GROUP },
+	{ "query-timeout", required_argument, 0, OPT_QUERY_TIMEOUT },
+	{ "query-workers", required_argument, 0, OPT_QUERY_WORKERS },
+	{ "query-max-rows", required_argument, 0, OPT_QUERY_MAX_ROWS },
+	{ "query-queue-wait", required_argument, 0, OPT_QUERY_QUEUE_WAIT },
+	{ "no-query", no_argument, 0, OPT_NO_QUERY },
+	{ "tcp-states", required_argument, 0, OPT_TCP_STATES },
+	{ "tc-attach", required_argument, 0, OPT_TC_ATTACH },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
@@ -56,7 +66,9 @@ void config_usage(FILE *f)
 	      "  --data DIR              where partitions live (default /var/lib/flowstore)\n"
 	      "  --source SRC            bpf (default; the kernel programs), synthetic[:RATE]\n"
 	      "                          (generated events, RATE per second, default as fast\n"
-	      "                          as they can be written), or replay:FILE\n"
+	      "                          as they can be written), replay:FILE, or none\n"
+	      "                          (collect nothing: serve queries on the data dir as\n"
+	      "                          it is, e.g. a copied store; nothing is sealed)\n"
 	      "  --record FILE           also write every raw event to FILE (for replay:)\n"
 	      "  --partition DURATION    period of one partition (default 1h; e.g. 15m, 1d)\n"
 	      "  --partition-rows N      roll over at N rows too (default 2M)\n"
@@ -67,17 +79,32 @@ void config_usage(FILE *f)
 	      "  --count N               synthetic: stop after N events\n"
 	      "  --seed N                synthetic: random seed (default 1)\n"
 	      "  --log-level LEVEL       error, warn, info (default) or debug\n"
-	      "  --socket PATH           query socket (default DIR/flowstore.sock)\n"
+	      "  --socket PATH           query socket (default DIR/flowstore.sock), mode 0660\n"
+	      "  --socket-group NAME     group of the query socket (default the daemon's)\n"
+	      "  --query-timeout DURATION the most any query may run (default 30s)\n"
+	      "  --query-workers N       queries running at once (default 4); more wait\n"
+	      "  --query-max-rows N      row cap of table and json results (default 100k)\n"
+	      "  --query-queue-wait DURATION how long a query waits for a worker before\n"
+	      "                          503 (too busy; default 2s)\n"
+	      "  --no-query              serve no queries: no socket\n"
 	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated; lo may be\n"
 	      "                          named); default every interface that is up but lo,\n"
 	      "                          and every one that comes up later\n"
 	      "  --ring-size SIZE        bpf: kernel ring buffer, bytes (default 16M; a power\n"
 	      "                          of two, K/M/G = 1024), one per program; what\n"
 	      "                          overflows it is counted\n"
-	      "  --flow-map-size N       bpf: flows tracked at once (default 64k); a flow\n"
-	      "                          that finds no room is a one-packet record, counted\n"
-	      "  --idle-timeout DURATION bpf: export a flow idle this long (default 15s)\n"
+	      "  --flow-map-size N       bpf: flows tracked at once (default 128k, 240 bytes\n"
+	      "                          each); a flow that finds no room is a one-packet\n"
+	      "                          record, counted\n"
+	      "  --idle-timeout DURATION bpf: export a flow idle this long (default 15s;\n"
+	      "                          shorter, down to 1s, while the flow map fills)\n"
 	      "  --active-timeout DURATION bpf: export a long flow this often (default 60s)\n"
+	      "  --tcp-states WHICH      bpf: TCP transitions kept as tcp_states rows: open\n"
+	      "                          (default: to LISTEN or ESTABLISHED, and a listener's\n"
+	      "                          close), all, or none; connection rows always have\n"
+	      "                          the whole path of states\n"
+	      "  --tc-attach HOW         bpf: auto (default: TCX links, else clsact), tcx or\n"
+	      "                          clsact\n"
 	      "  -h, --help              this text\n"
 	      "  -V, --version           the version\n",
 	      f);
@@ -186,6 +213,29 @@ static int parse_ring_size(const char *arg, struct config *cfg, char *err, size_
 	return 0;
 }
 
+static const char *const tcp_states_names[] = {
+	[CONFIG_TCP_STATES_ALL] = "all", [CONFIG_TCP_STATES_OPEN] = "open",
+	[CONFIG_TCP_STATES_NONE] = "none", NULL,
+};
+
+static const char *const tc_attach_names[] = {
+	[CONFIG_TC_AUTO] = "auto", [CONFIG_TC_TCX] = "tcx", [CONFIG_TC_CLSACT] = "clsact", NULL,
+};
+
+/* One of names (a NULL-terminated list): its index into *out. */
+static int parse_choice(const char *flag, const char *arg, const char *const *names, int *out,
+			char *err, size_t len)
+{
+	for (int i = 0; names[i]; i++) {
+		if (strcmp(arg, names[i]) == 0) {
+			*out = i;
+			return 0;
+		}
+	}
+	return fail(err, len, "%s: '%s' is not one of %s, %s, %s", flag, arg, names[0], names[1],
+		    names[2]);
+}
+
 /* Comma-separated interface names, each a valid one (1 to IFNAMSIZ-1 bytes,
  * no '/', ':' or white space), none twice. */
 static int parse_interfaces(const char *arg, struct config *cfg, char *err, size_t len)
@@ -234,11 +284,14 @@ static int parse_source(const char *arg, struct config *cfg, char *err, size_t l
 		cfg->source = SOURCE_SYNTHETIC;
 		if (config_parse_count(arg + 10, &cfg->synthetic_rate) || !cfg->synthetic_rate)
 			return fail(err, len, "--source synthetic:RATE: '%s' is not a positive rate", arg + 10);
+	} else if (strcmp(arg, "none") == 0) {
+		cfg->source = SOURCE_NONE;
 	} else if (strncmp(arg, "replay:", 7) == 0 && arg[7]) {
 		cfg->source = SOURCE_REPLAY;
 		cfg->replay_path = arg + 7;
 	} else {
-		return fail(err, len, "--source: '%s' is not bpf, synthetic[:RATE] or replay:FILE", arg);
+		return fail(err, len, "--source: '%s' is not bpf, synthetic[:RATE], replay:FILE or none",
+			    arg);
 	}
 	return 0;
 }
@@ -251,6 +304,43 @@ static int parse_bounded(const char *name, const char *arg, uint64_t min, uint64
 		return fail(err, len, "%s: '%s' is not a number from %" PRIu64 " to %" PRIu64,
 			    name, arg, min, max);
 	return 0;
+}
+
+/* The query server's flags. */
+static int parse_query_option(int opt, const char *arg, struct config *cfg, char *err, size_t len)
+{
+	uint64_t v;
+	int rc = 0;
+
+	cfg->query_flags = true;
+	switch (opt) {
+	case OPT_SOCKET:
+		if (!*arg)
+			return fail(err, len, "--socket: the path is empty");
+		cfg->socket_path = arg;
+		break;
+	case OPT_SOCKET_GROUP:
+		if (!*arg)
+			return fail(err, len, "--socket-group: the group name is empty");
+		cfg->socket_group = arg;
+		break;
+	case OPT_QUERY_TIMEOUT:
+		return parse_timeout("--query-timeout", arg, 1, &cfg->query_timeout_ns, err, len);
+	case OPT_QUERY_WORKERS:
+		rc = parse_bounded("--query-workers", arg, 1, 256, &v, err, len);
+		cfg->query_workers = (unsigned)v;
+		break;
+	case OPT_QUERY_MAX_ROWS:
+		return parse_bounded("--query-max-rows", arg, 1, 1000000000, &cfg->query_max_rows,
+				     err, len);
+	case OPT_QUERY_QUEUE_WAIT:
+		if (config_parse_duration(arg, &cfg->query_queue_wait_ns) ||
+		    cfg->query_queue_wait_ns < 1000000 || cfg->query_queue_wait_ns > 60 * NS_PER_S)
+			return fail(err, len, "--query-queue-wait: '%s' is not a duration from 1ms "
+				    "to 60s (e.g. 500ms, 2s)", arg);
+		break;
+	}
+	return rc;
 }
 
 static int parse_option(int opt, const char *arg, struct config *cfg, char *err, size_t len)
@@ -288,7 +378,14 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 		if (cfg->log_level < 0)
 			return fail(err, len, "--log-level: '%s' is not error, warn, info or debug", arg);
 		break;
-	case OPT_SOCKET: cfg->socket_path = arg; break;
+	case OPT_SOCKET:
+	case OPT_SOCKET_GROUP:
+	case OPT_QUERY_TIMEOUT:
+	case OPT_QUERY_WORKERS:
+	case OPT_QUERY_MAX_ROWS:
+	case OPT_QUERY_QUEUE_WAIT:
+		return parse_query_option(opt, arg, cfg, err, len);
+	case OPT_NO_QUERY: cfg->no_query = true; break;
 	case OPT_INTERFACES: return parse_interfaces(arg, cfg, err, len);
 	case OPT_RING_SIZE: return parse_ring_size(arg, cfg, err, len);
 	case OPT_FLOW_MAP_SIZE:
@@ -299,6 +396,12 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 		return parse_timeout("--idle-timeout", arg, 1, &cfg->idle_timeout_ns, err, len);
 	case OPT_ACTIVE_TIMEOUT:
 		return parse_timeout("--active-timeout", arg, 1, &cfg->active_timeout_ns, err, len);
+	case OPT_TCP_STATES:
+		cfg->bpf_flags = true;
+		return parse_choice("--tcp-states", arg, tcp_states_names, &cfg->tcp_states, err, len);
+	case OPT_TC_ATTACH:
+		cfg->bpf_flags = true;
+		return parse_choice("--tc-attach", arg, tc_attach_names, &cfg->tc_attach, err, len);
 	case 'h': cfg->help = true; break;
 	case 'V': cfg->version = true; break;
 	}
@@ -307,6 +410,8 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 
 static int validate(const struct config *cfg, char *err, size_t len)
 {
+	if (cfg->bpf_flags && cfg->source != SOURCE_BPF)
+		return fail(err, len, "--tcp-states and --tc-attach work only with --source bpf");
 	if (!*cfg->data_dir)
 		return fail(err, len, "--data: the directory name is empty");
 	if (cfg->count && cfg->source != SOURCE_SYNTHETIC)
@@ -315,6 +420,13 @@ static int validate(const struct config *cfg, char *err, size_t len)
 		return fail(err, len, "--record: '%s' is the file being replayed", cfg->record_path);
 	if (cfg->interfaces && cfg->source != SOURCE_BPF)
 		return fail(err, len, "--interfaces works only with --source bpf");
+	if (cfg->source == SOURCE_NONE && cfg->no_query)
+		return fail(err, len, "--source none only serves queries: it cannot go with --no-query");
+	if (cfg->source == SOURCE_NONE && cfg->record_path)
+		return fail(err, len, "--record needs a source of events, not --source none");
+	if (cfg->no_query && cfg->query_flags)
+		return fail(err, len, "--no-query: the --socket and --query-* flags mean nothing "
+			    "without the query server");
 	return 0;
 }
 
@@ -331,9 +443,14 @@ static void set_defaults(struct config *cfg)
 	cfg->seed = 1;
 	cfg->log_level = LOG_INFO;
 	cfg->ring_bytes = 16u << 20;
-	cfg->flow_map_size = 65536;
+	cfg->flow_map_size = 131072;
+	cfg->tcp_states = CONFIG_TCP_STATES_OPEN;
 	cfg->idle_timeout_ns = 15 * NS_PER_S;
 	cfg->active_timeout_ns = 60 * NS_PER_S;
+	cfg->query_timeout_ns = 30 * NS_PER_S;
+	cfg->query_workers = 4;
+	cfg->query_max_rows = 100000;
+	cfg->query_queue_wait_ns = 2 * NS_PER_S;
 }
 
 int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)

@@ -11,7 +11,15 @@
 #include <stdint.h>
 #include <stdio.h>
 
-enum source_kind { SOURCE_BPF, SOURCE_SYNTHETIC, SOURCE_REPLAY };
+/* SOURCE_NONE: collect nothing; serve queries on the data dir as it is
+ * (examining a copied store). */
+enum source_kind { SOURCE_BPF, SOURCE_SYNTHETIC, SOURCE_REPLAY, SOURCE_NONE };
+
+/* --tcp-states: numbered as enum fs_tcp_state_policy (bpf/events.h). */
+enum config_tcp_states { CONFIG_TCP_STATES_ALL, CONFIG_TCP_STATES_OPEN, CONFIG_TCP_STATES_NONE };
+
+/* --tc-attach: numbered as enum tc_mode (tc_attach.h). */
+enum config_tc_attach { CONFIG_TC_AUTO, CONFIG_TC_TCX, CONFIG_TC_CLSACT };
 
 struct config {
 	const char *data_dir;
@@ -27,12 +35,22 @@ struct config {
 	uint64_t count; /* synthetic: stop after this many events */
 	uint64_t seed;
 	int log_level;
-	const char *socket_path; /* reserved: the query socket */
+	const char *socket_path; /* the query socket; NULL = DATA/flowstore.sock */
+	const char *socket_group; /* group of the socket; NULL = the daemon's */
+	int64_t query_timeout_ns; /* the most any query may run */
+	unsigned query_workers;   /* queries running at once */
+	uint64_t query_max_rows;  /* row cap of table and json results */
+	int64_t query_queue_wait_ns; /* how long a query waits for a worker before 503 */
+	bool no_query;            /* serve no queries (no socket) */
+	bool query_flags;         /* a query flag was given (refused with no_query) */
 	const char *interfaces;  /* bpf: comma-separated names; NULL = every one up but lo */
 	uint32_t ring_bytes;     /* the kernel source's ring buffer (each program's) */
 	uint32_t flow_map_size;  /* bpf: flows tracked at once */
 	int64_t idle_timeout_ns;   /* bpf: a flow idle this long is exported */
 	int64_t active_timeout_ns; /* bpf: a long flow is exported this often */
+	int tcp_states;            /* bpf: enum config_tcp_states */
+	int tc_attach;             /* bpf: enum config_tc_attach */
+	bool bpf_flags;            /* --tcp-states or --tc-attach given (bpf only) */
 	bool help, version;
 };
 

@@ -1,14 +1,19 @@
 /*
  * flowstored: the daemon. Parses flags, claims the data dir, seals what an
- * earlier run left open, wires a source to the pipeline, and runs the libuv
- * loop until SIGINT/SIGTERM or until the source is done (--count, the end of
- * a replay).
+ * earlier run left open, starts the query server on its socket, wires a
+ * source to the pipeline, and runs the libuv loop until SIGINT/SIGTERM or
+ * until the source is done (--count, the end of a replay).
  *
- * Shutdown order matters and is always the same: stop the source (no more
- * events), flush the last batch and let the writer commit everything queued
- * (pipeline_close), stop the sealer (a seal in progress is cancelled and
- * redone at the next start), print the counters, exit 0. Nothing is sealed
- * early: the open partition stays open for the next start to seal.
+ * Shutdown order matters and is always the same: stop the query server
+ * (running queries are cancelled, its threads joined: it never waits for a
+ * client), stop the source (no more events), flush the last batch and let
+ * the writer commit everything queued (pipeline_close), stop the sealer (a
+ * seal in progress is cancelled and redone at the next start), print the
+ * counters, exit 0. Nothing is sealed early: the open partition stays open
+ * for the next start to seal.
+ *
+ * --source none: no source, pipeline or sealer; the data dir is served as
+ * it is (it must exist; nothing in it is written or sealed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,8 +36,18 @@
 #include "recording.h"
 #include "schema.h"
 #include "sealer.h"
+#include "server.h"
 #include "source.h"
 #include "stats.h"
+#include "tc_attach.h"
+
+_Static_assert((int)CONFIG_TCP_STATES_ALL == (int)FS_STATES_ALL &&
+		       (int)CONFIG_TCP_STATES_OPEN == (int)FS_STATES_OPEN &&
+		       (int)CONFIG_TCP_STATES_NONE == (int)FS_STATES_NONE,
+	       "--tcp-states values are the kernel's policy numbers");
+_Static_assert((int)CONFIG_TC_AUTO == (int)TC_MODE_AUTO && (int)CONFIG_TC_TCX == (int)TC_MODE_TCX &&
+		       (int)CONFIG_TC_CLSACT == (int)TC_MODE_CLSACT,
+	       "--tc-attach values are tc_attach.h's modes");
 
 #define STATS_LOG_INTERVAL_MS (60 * 1000)
 
@@ -46,6 +61,7 @@ struct daemon {
 	struct pipeline pipeline;
 	bool pipeline_ready;
 	struct source *source;
+	struct query_server *server;
 	uv_signal_t sigint, sigterm;
 	uv_timer_t stats_timer;
 	bool stopping, source_done;
@@ -97,7 +113,8 @@ static int mkdir_p(const char *path)
 static int claim_data_dir(struct daemon *d)
 {
 	const char *dir = d->cfg.data_dir;
-	int err = mkdir_p(dir);
+	bool writes = d->cfg.source != SOURCE_NONE;
+	int err = writes ? mkdir_p(dir) : 0;
 
 	if (err) {
 		fprintf(stderr, "flowstored: cannot create data dir %s: %s\n", dir, strerror(-err));
@@ -108,7 +125,7 @@ static int claim_data_dir(struct daemon *d)
 		fprintf(stderr, "flowstored: cannot use data dir %s: %s\n", dir, strerror(errno));
 		return -1;
 	}
-	if (access(dir, W_OK | X_OK)) {
+	if (writes && access(dir, W_OK | X_OK)) {
 		fprintf(stderr, "flowstored: data dir %s is not writable: %s\n", dir, strerror(errno));
 		return -1;
 	}
@@ -138,17 +155,23 @@ static int scan_data_dir(struct daemon *d)
 			LOG(LOG_WARN, "%s/%s is not a readable partition (%s); left alone",
 			    d->cfg.data_dir, e->name, e->error);
 			stats_add(&d->stats.partitions_broken, 1);
-		} else if (e->needs_seal) {
+		} else if (e->needs_seal && d->sealer) {
 			snprintf(path, sizeof(path), "%s/%s", d->cfg.data_dir, e->name);
 			sealer_submit(d->sealer, path);
 			queued++;
 		}
 	}
+	/* Our own socket, in the data dir by default, is not a stranger. */
+	if (cat.foreign && d->server && !d->cfg.socket_path)
+		cat.foreign--;
 	if (cat.foreign)
 		LOG(LOG_WARN, "%zu files in %s are not flowstore partitions; left alone",
 		    cat.foreign, d->cfg.data_dir);
 	stats_add(&d->stats.files_foreign, cat.foreign);
-	if (queued)
+	if (!d->sealer)
+		LOG(LOG_INFO, "%zu partitions in %s, served as they are (--source none)", cat.n,
+		    d->cfg.data_dir);
+	else if (queued)
 		LOG(LOG_INFO, "%zu partitions in %s, %zu left open by an earlier run: sealing them",
 		    cat.n, d->cfg.data_dir, queued);
 	else if (cat.n)
@@ -193,6 +216,13 @@ static void daemon_stop(struct daemon *d, const char *why)
 	if (d->stopping)
 		return;
 	d->stopping = true;
+	query_server_stop(d->server);
+	d->server = NULL;
+	if (!d->source) {
+		LOG(LOG_INFO, "stopping (%s)", why);
+		close_daemon_handles(d);
+		return;
+	}
 	LOG(LOG_INFO, "stopping (%s): writing what is queued", why);
 	d->source->ops->stop(d->source, on_source_stopped);
 }
@@ -252,6 +282,8 @@ static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
 		.idle_timeout_ns = (uint64_t)d->cfg.idle_timeout_ns,
 		.active_timeout_ns = (uint64_t)d->cfg.active_timeout_ns,
 		.interfaces = d->cfg.interfaces,
+		.tcp_states = (uint32_t)d->cfg.tcp_states,
+		.tc_mode = d->cfg.tc_attach,
 	};
 	int err = source_bpf_new(&d->loop, &clock_system, &opts, sink, &d->stats, &d->source);
 
@@ -374,17 +406,65 @@ static int parse_flags(struct daemon *d, int argc, char **argv)
 	return check_source(&d->cfg);
 }
 
+static void daemon_stats(void *ctx, qstat_emit_fn emit, void *arg)
+{
+	struct daemon *d = ctx;
+
+	stats_each(&d->stats, emit, arg);
+}
+
+/*
+ * After the data dir is locked and the source is made (its capability drop
+ * must come before any thread starts), before the sealer and the writer:
+ * binding sets the process umask for a moment, which no other thread may
+ * see while it creates files.
+ */
+static int start_query_server(struct daemon *d)
+{
+	struct query_server_config qcfg = {
+		.socket_path = d->socket_path,
+		.data_dir = d->cfg.data_dir,
+		.socket_group = d->cfg.socket_group,
+		.max_queries = d->cfg.query_workers,
+		.max_timeout_ms = d->cfg.query_timeout_ns / 1000000,
+		.max_rows = d->cfg.query_max_rows,
+		.queue_wait_ms = d->cfg.query_queue_wait_ns / 1000000,
+		.stats = daemon_stats,
+		.stats_ctx = d,
+	};
+	char err[512];
+
+	if (d->cfg.no_query)
+		return 0;
+	if (query_server_start(&qcfg, &d->server, err, sizeof(err))) {
+		fprintf(stderr, "flowstored: query socket: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* --source none: the data dir as it is, and the query server. */
+static int serve_only_setup(struct daemon *d)
+{
+	return start_query_server(d) || scan_data_dir(d) ? -1 : 0;
+}
+
 static int daemon_setup(struct daemon *d)
 {
 	int err;
 
+	/* First: a SIGINT/SIGTERM during the setup is then a stop once the
+	 * loop runs, not the default action (death) halfway through it. */
+	start_handles(d);
 	if (claim_data_dir(d))
 		return -1;
 	if (schema_init()) {
 		fprintf(stderr, "flowstored: cannot initialise SQLite\n");
 		return -1;
 	}
-	if (make_source(d))
+	if (d->cfg.source == SOURCE_NONE)
+		return serve_only_setup(d);
+	if (make_source(d) || start_query_server(d))
 		return -1;
 	err = sealer_start(&clock_system, &d->stats, &d->sealer);
 	if (err) {
@@ -394,7 +474,6 @@ static int daemon_setup(struct daemon *d)
 	if (scan_data_dir(d) || start_pipeline(d) || open_record(d))
 		return -1;
 	connect_source(d);
-	start_handles(d);
 	return 0;
 }
 
@@ -408,10 +487,16 @@ int main(int argc, char **argv)
 	uv_loop_init(&d.loop);
 	if (daemon_setup(&d)) {
 		d.exit_code = 1;
+		close_daemon_handles(&d);
+		if (!d.pipeline_ready)
+			uv_run(&d.loop, UV_RUN_DEFAULT);
 		goto cleanup;
 	}
-	LOG(LOG_INFO, "data in %s; query socket will be %s", d.cfg.data_dir, d.socket_path);
-	if (d.source->ops->start(d.source)) {
+	if (d.server)
+		LOG(LOG_INFO, "data in %s; queries on %s", d.cfg.data_dir, d.socket_path);
+	else
+		LOG(LOG_INFO, "data in %s; no query socket (--no-query)", d.cfg.data_dir);
+	if (d.source && d.source->ops->start(d.source)) {
 		fprintf(stderr, "flowstored: the %s source did not start\n", d.source->ops->name);
 		d.exit_code = 1;
 		daemon_stop(&d, "source failed");
@@ -419,6 +504,7 @@ int main(int argc, char **argv)
 	uv_run(&d.loop, UV_RUN_DEFAULT);
 	log_stats(&d);
 cleanup:
+	query_server_stop(d.server);
 	if (d.pipeline_ready) {
 		pipeline_close(&d.pipeline, on_pipeline_closed);
 		uv_run(&d.loop, UV_RUN_DEFAULT);

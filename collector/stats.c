@@ -101,6 +101,25 @@ __attribute__((format(printf, 2, 3))) static void out_printf(struct out *o, cons
 		o->used += (size_t)n;
 }
 
+void stats_each(void *ctx, stats_emit_fn emit, void *arg)
+{
+	const struct stats *s = ctx;
+
+	for (size_t m = 0; m < sizeof(metrics) / sizeof(metrics[0]); m++) {
+		const struct metric *mt = &metrics[m];
+		const char *kind = mt->kind == COUNTER ? "counter" : "gauge";
+
+		for (size_t i = 0; i < mt->n; i++) {
+			char labels[64] = "";
+
+			if (mt->n > 1)
+				snprintf(labels, sizeof(labels), "%s=\"%s\"", mt->label,
+					 mt->label_values[i]);
+			emit(arg, mt->name, labels, kind, mt->help, (double)metric_value(s, mt, i));
+		}
+	}
+}
+
 int stats_format_line(const struct stats *s, char *buf, size_t len)
 {
 	struct out o = { buf, len, 0 };

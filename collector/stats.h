@@ -85,6 +85,18 @@ const char *stats_kernel_loss_name(enum fs_loss_reason r);
 /* "stats: events_flows=... rows_flows=... ..." (key=value, one line). */
 int stats_format_line(const struct stats *s, char *buf, size_t len);
 
+/* One counter, as the query side's stats table and /metrics take it
+ * (query/stats_vtab.h's qstat_emit_fn, same type): name without the
+ * flowstore_ prefix, labels as Prometheus writes them ('table="flows"', ""
+ * when none), kind "counter" or "gauge". */
+typedef void (*stats_emit_fn)(void *arg, const char *name, const char *labels,
+			      const char *kind, const char *help, double value);
+
+/* Call emit once per counter of the struct stats at ctx, in the order of
+ * the Prometheus text. Thread-safe: reads the counters atomically, keeps no
+ * state. Has the type of query/stats_vtab.h's qstat_source_fn. */
+void stats_each(void *ctx, stats_emit_fn emit, void *arg);
+
 /* Prometheus text exposition format (version 0.0.4). Returns the length
  * written, or the length needed if it did not fit (like snprintf). */
 int stats_format_prometheus(const struct stats *s, char *buf, size_t len);

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
 	build-essential cmake pkg-config
 	clang llvm libclang-rt-14-dev libbpf-dev bpftool libelf-dev zlib1g-dev
-	libuv1-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev
+	libuv1-dev libsqlite3-dev libcmocka-dev libhttp-parser-dev libedit-dev curl
 	sqlite3 iproute2 procps iputils-ping
 )
 

@@ -162,6 +162,113 @@ static void test_refusals(void **state)
 	}
 }
 
+static void test_query_flags(void **state)
+{
+	const char *none[] = { NULL };
+	const char *all[] = { "--socket", "/run/f.sock", "--socket-group", "adm",
+			      "--query-timeout", "2m", "--query-workers", "8",
+			      "--query-max-rows", "5k", "--query-queue-wait", "250ms", NULL };
+	const char *serve[] = { "--source", "none", "--data", "/copy", NULL };
+	const char *off[] = { "--no-query", "--source", "synthetic", NULL };
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, err, none), 0);
+	assert_null(cfg.socket_path);
+	assert_null(cfg.socket_group);
+	assert_int_equal(cfg.query_timeout_ns, 30 * S);
+	assert_int_equal(cfg.query_workers, 4);
+	assert_int_equal(cfg.query_max_rows, 100000);
+	assert_int_equal(cfg.query_queue_wait_ns, 2 * S);
+	assert_false(cfg.no_query);
+
+	assert_int_equal(parse(&cfg, err, all), 0);
+	assert_string_equal(cfg.socket_path, "/run/f.sock");
+	assert_string_equal(cfg.socket_group, "adm");
+	assert_int_equal(cfg.query_timeout_ns, 120 * S);
+	assert_int_equal(cfg.query_workers, 8);
+	assert_int_equal(cfg.query_max_rows, 5000);
+	assert_int_equal(cfg.query_queue_wait_ns, 250000000LL);
+
+	assert_int_equal(parse(&cfg, err, serve), 0);
+	assert_int_equal(cfg.source, SOURCE_NONE);
+	assert_string_equal(cfg.data_dir, "/copy");
+
+	assert_int_equal(parse(&cfg, err, off), 0);
+	assert_true(cfg.no_query);
+}
+
+static void test_query_refusals(void **state)
+{
+	static const struct {
+		const char *args[6];
+		const char *message;
+	} cases[] = {
+		{ { "--query-timeout", "0" }, "--query-timeout: '0' is not a duration from 1s to 1d" },
+		{ { "--query-timeout", "2d" }, "--query-timeout: '2d'" },
+		{ { "--query-timeout", "soon" }, "--query-timeout: 'soon'" },
+		{ { "--query-workers", "0" }, "--query-workers: '0' is not a number from 1 to 256" },
+		{ { "--query-workers", "1000" }, "--query-workers: '1000'" },
+		{ { "--query-max-rows", "0" }, "--query-max-rows: '0' is not a number from 1" },
+		{ { "--query-max-rows", "many" }, "--query-max-rows: 'many'" },
+		{ { "--query-queue-wait", "0" }, "--query-queue-wait: '0' is not a duration from 1ms" },
+		{ { "--query-queue-wait", "2m" }, "--query-queue-wait: '2m'" },
+		{ { "--socket", "" }, "--socket: the path is empty" },
+		{ { "--socket-group", "" }, "--socket-group: the group name is empty" },
+		{ { "--socket-group" }, "option '--socket-group' needs a value" },
+		{ { "--no-query", "--socket", "/s" }, "--no-query: the --socket and --query-* flags" },
+		{ { "--no-query", "--query-workers", "2" }, "--no-query: the --socket and --query-*" },
+		{ { "--source", "none", "--no-query" }, "--source none only serves queries" },
+		{ { "--source", "none", "--record", "/r" }, "--record needs a source of events" },
+		{ { "--source", "none", "--count", "5" }, "--count works only with --source synthetic" },
+		{ { "--source", "nothing" }, "--source: 'nothing' is not bpf, synthetic[:RATE], "
+					     "replay:FILE or none" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config cfg;
+		char err[256] = "";
+
+		assert_int_equal(parse(&cfg, err, cases[i].args), -EINVAL);
+		if (!strstr(err, cases[i].message))
+			fail_msg("case %zu: got '%s', want '%s'", i, err, cases[i].message);
+	}
+}
+
+/* --tcp-states and --tc-attach: names to numbers, defaults, refusals. */
+static void test_bpf_choices(void **state)
+{
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ NULL }), 0);
+	assert_int_equal(cfg.tcp_states, CONFIG_TCP_STATES_OPEN);
+	assert_int_equal(cfg.tc_attach, CONFIG_TC_AUTO);
+	assert_int_equal(cfg.flow_map_size, 131072);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tcp-states", "all", "--tc-attach",
+								 "clsact", NULL }),
+			 0);
+	assert_int_equal(cfg.tcp_states, CONFIG_TCP_STATES_ALL);
+	assert_int_equal(cfg.tc_attach, CONFIG_TC_CLSACT);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tcp-states", "none", NULL }), 0);
+	assert_int_equal(cfg.tcp_states, CONFIG_TCP_STATES_NONE);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tc-attach", "tcx", NULL }), 0);
+	assert_int_equal(cfg.tc_attach, CONFIG_TC_TCX);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tcp-states", "some", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--tcp-states: 'some' is not one of all, open, none");
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tc-attach", "xdp", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--tc-attach: 'xdp' is not one of auto, tcx, clsact");
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--source", "synthetic",
+								 "--tcp-states", "all", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--tcp-states and --tc-attach work only with --source bpf");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +276,9 @@ int main(void)
 		cmocka_unit_test(test_defaults_and_values),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_ring_size),
+		cmocka_unit_test(test_query_flags),
+		cmocka_unit_test(test_query_refusals),
+		cmocka_unit_test(test_bpf_choices),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

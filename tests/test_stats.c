@@ -96,12 +96,60 @@ static void test_prometheus_reports_needed_size(void **state)
 	assert_true(strlen(small) < sizeof(small)); /* truncated, terminated */
 }
 
+struct each {
+	char text[16384]; /* the series as Prometheus lines, rebuilt from the emits */
+	size_t used, n;
+};
+
+static void each_emit(void *arg, const char *name, const char *labels, const char *kind,
+		      const char *help, double value)
+{
+	struct each *e = arg;
+
+	assert_true(!strcmp(kind, "counter") || !strcmp(kind, "gauge"));
+	assert_true(*help);
+	e->used += (size_t)snprintf(e->text + e->used, sizeof(e->text) - e->used,
+				    "flowstore_%s%s%s%s %.0f\n", name, *labels ? "{" : "", labels,
+				    *labels ? "}" : "", value);
+	e->n++;
+}
+
+/* stats_each walks the same table as the Prometheus text: every series it
+ * emits is a line there, with the same value, and nothing is missing. */
+static void test_each(void **state)
+{
+	struct stats s = sample();
+	static struct each e;
+	char prom[16384];
+	size_t series = 0;
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	stats_each(&s, each_emit, &e);
+	stats_format_prometheus(&s, prom, sizeof(prom));
+	for (char *line = strtok(e.text, "\n"); line; line = strtok(NULL, "\n")) {
+		char want[256];
+
+		snprintf(want, sizeof(want), "\n%s\n", line);
+		if (!strstr(prom, want))
+			fail_msg("'%s' is not in the Prometheus text", line);
+	}
+	for (const char *p = prom; (p = strchr(p, '\n')); p++)
+		series += p[1] && p[1] != '#';
+	assert_int_equal(e.n, series);
+	memset(&e, 0, sizeof(e));
+	stats_each(&s, each_emit, &e);
+	assert_non_null(strstr(e.text, "flowstore_events_in{table=\"tcp_states\"} 33\n"));
+	assert_non_null(strstr(e.text, "flowstore_commit_ns_max 900\n"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_line),
 		cmocka_unit_test(test_prometheus),
 		cmocka_unit_test(test_prometheus_reports_needed_size),
+		cmocka_unit_test(test_each),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,2487 @@
+/*
+ * span.c: the tables that span every partition of a data dir (span.h).
+ *
+ * flows, connections and tcp_states are eponymous virtual tables over the
+ * same-named table of every partition file; partitions lists the files.
+ * The pieces, in the order a query meets them:
+ *
+ *  1. Descriptors. A spanning table is data: a struct span_desc names the
+ *     virtual table, the kind of file it reads (the name prefix: "raw"), the
+ *     table inside each file, its columns (names, order and declared types
+ *     exactly as the partition DDL) and its time columns. Rollup tables are
+ *     further descriptors through the same machinery.
+ *
+ *  2. The set (one per data dir, shared by every connection, mutex
+ *     protected). It lists the dir again only when the dir's mtime changed
+ *     (or is too recent to trust: a change within the same clock tick
+ *     leaves it equal). Each listing makes a new immutable, refcounted
+ *     snapshot sorted by name; a sealed partition already known (same name
+ *     and inode) keeps its metadata and is not opened again, the others are
+ *     read with partition_read_meta and classified as the catalog does
+ *     (open, sealed, broken), and a file that is gone simply is not in the
+ *     new snapshot. (catalog_scan opens every file on every listing: ~0.7 ms
+ *     each, a third of a second for 500 partitions, paid by a query each
+ *     time a file appears or a seal touches the dir.)
+ *
+ *  3. A cursor takes one snapshot at its first xFilter and keeps it until
+ *     it closes: one statement sees one list of files. At that moment it
+ *     re-reads the metadata of every partition that is not sealed, so rows
+ *     committed a moment ago are seen.
+ *
+ *  4. Plans. xBestIndex pushes every usable comparison into idxStr (column,
+ *     operator, collation, argv slot) with colUsed; xFilter prunes with the
+ *     ts (and ts_end, and partition name) constraints and turns the rest into
+ *     the WHERE clause every partition runs, values bound, never pasted.
+ *     Columns SQLite does not use are not read.
+ *
+ *  5. Streams. One partition statement each. Unordered, partitions are read
+ *     one after the other in name order. ORDER BY ts is a lazy k-way merge:
+ *     candidates sorted by ts_min (ASC) or ts_max (DESC), a heap of open
+ *     streams keyed by their current ts, and a candidate is opened only when
+ *     its bound could beat the heap's head. Late rows make ranges overlap;
+ *     the merge stays exact because an unopened candidate can never hold a
+ *     row before (after, for DESC) its recorded bound.
+ *
+ *  6. Handles. Sealed files are opened immutable=1 (no locks, no side
+ *     files) and cached per connection (LRU, SPAN_HANDLES_MAX) with their
+ *     prepared statements, so a join calling xFilter once per outer row does
+ *     not reopen files. Open (WAL) partitions are opened mode=ro, owned by
+ *     the cursor and closed with it: a reader that stays connected to a WAL
+ *     file keeps the sealer from switching it out of WAL mode.
+ *
+ * Invariants:
+ *  a. A snapshot never changes once published; a cursor holds a reference to
+ *     the one it reads, so rowids ((snapshot index + 1) << 40 | partition
+ *     rowid) are stable for the whole statement (SQLite's OR-by-union plans
+ *     dedupe by rowid across xFilter calls).
+ *  b. Only sealed files whose every seal step is done (catalog: sealed, no
+ *     needs_seal) are opened immutable or have their metadata cached.
+ *  c. A constraint is marked omit only where the partition evaluates it
+ *     exactly as SQLite would on our column (INTEGER columns, same declared
+ *     type); TEXT comparisons are rechecked by SQLite, and skipped in the
+ *     partition SQL when the value is numeric (affinity could differ).
+ *  d. Under ORDER BY, the rows of a partition that is not sealed are
+ *     clamped to the ts range of the metadata read for this statement, so
+ *     rows committed meanwhile cannot slip in front of the merge.
+ *  e. A statement of a partition is reset as soon as its rows are consumed
+ *     or the cursor closes; open partitions are closed with their cursor.
+ *
+ * SQLite callbacks and the helpers on their path return SQLite codes; the
+ * set's functions return 0 or a negative errno.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <sqlite3.h>
+
+#include "schema.h"
+#include "span.h"
+
+#define SPAN_HANDLES_MIN 64       /* sealed partition handles cached per connection, */
+#define SPAN_HANDLES_MAX 1024     /* within RLIMIT_NOFILE / 16 */
+#define SPAN_HASH_SIZE 1024
+#define SPAN_STMTS_MAX 8          /* statements cached per handle */
+#define SPAN_PROGRESS_OPS 1000    /* VM steps between two interrupt polls */
+#define SPAN_BUSY_MS 5000         /* how long a read waits out a lock */
+#define SPAN_BUSY_STEP_MS 5
+#define SPAN_RACY_NS 1000000000LL /* a dir mtime this close to a scan is not trusted */
+#define SPAN_ROWID_SHIFT 40       /* rowid = (snapshot index + 1) << 40 | partition rowid */
+#define SPAN_CACHE_KIB 256        /* page cache of one handle (sealed: read through mmap) */
+#define SPAN_MMAP_BYTES (256LL << 20) /* sealed files: read through mmap */
+#define SPAN_MAX_COLS 63          /* colUsed has a bit per column below 63 */
+
+/* ---- descriptors ------------------------------------------------------------ */
+
+struct span_col {
+	const char *name;
+	const char *decl; /* as declared in the partition DDL */
+	int text;         /* TEXT affinity */
+	int indexed;      /* a sealed partition has an index on it alone */
+};
+
+struct span_desc {
+	const char *name;          /* the virtual table */
+	const char *kind;          /* the files it reads: "raw" (raw-*.db) */
+	const char *table;         /* the table in each file */
+	enum schema_table meta;    /* its row in meta_tables */
+	const struct span_col *cols;
+	int ncols;                 /* the hidden column "partition" is ncols */
+	int ts_col;                /* pruning, ORDER BY */
+	int ts_end_col;            /* pruning only; -1: none */
+};
+
+#define INT(n, ix) { n, "INTEGER", 0, ix }
+#define TXT(n, ix) { n, "TEXT", 0 + 1, ix }
+
+static const struct span_col flows_cols[] = {
+	{ "ts", "INTEGER NOT NULL", 0, 1 }, { "ts_end", "INTEGER NOT NULL", 0, 0 },
+	{ "proto", "TEXT NOT NULL", 1, 0 },
+	TXT("orig_addr", 1), INT("orig_port", 0), TXT("resp_addr", 1), INT("resp_port", 1),
+	INT("orig_pkts", 0), INT("orig_bytes", 0), INT("resp_pkts", 0), INT("resp_bytes", 0),
+	TXT("conn_state", 0), TXT("history", 0), TXT("ifname", 0), TXT("end_reason", 0),
+	INT("pid", 0), TXT("comm", 0), INT("sock_cookie", 0),
+};
+
+static const struct span_col connections_cols[] = {
+	{ "ts", "INTEGER NOT NULL", 0, 1 }, { "ts_end", "INTEGER NOT NULL", 0, 0 },
+	TXT("direction", 0), TXT("orig_addr", 1), INT("orig_port", 0), TXT("resp_addr", 1),
+	INT("resp_port", 0), INT("pid", 1), INT("uid", 0), TXT("comm", 0), INT("cgroup_id", 0),
+	INT("bytes_sent", 0), INT("bytes_received", 0), INT("segs_out", 0), INT("segs_in", 0),
+	INT("retransmits", 0), INT("srtt_us", 0), TXT("states", 0), TXT("close_state", 0),
+	INT("sock_cookie", 0),
+};
+
+static const struct span_col tcp_states_cols[] = {
+	{ "ts", "INTEGER NOT NULL", 0, 1 }, TXT("direction", 0), TXT("orig_addr", 0),
+	INT("orig_port", 0), TXT("resp_addr", 0), INT("resp_port", 0), TXT("old_state", 0),
+	TXT("new_state", 0), INT("pid", 0), TXT("comm", 0), INT("sock_cookie", 1),
+};
+
+#undef INT
+#undef TXT
+#define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+static const struct span_desc span_descs[] = {
+	{ "flows", "raw", "flows", SCHEMA_FLOWS, flows_cols, NCOLS(flows_cols), 0, 1 },
+	{ "connections", "raw", "connections", SCHEMA_CONNECTIONS, connections_cols,
+	  NCOLS(connections_cols), 0, 1 },
+	{ "tcp_states", "raw", "tcp_states", SCHEMA_TCP_STATES, tcp_states_cols,
+	  NCOLS(tcp_states_cols), 0, -1 },
+};
+
+#define NDESCS ((int)(sizeof(span_descs) / sizeof(span_descs[0])))
+
+/* ---- the set: the dir's partitions, cached ------------------------------------ */
+
+struct span_part {
+	char name[SCHEMA_NAME_LEN];
+	const char *kind;          /* "raw" */
+	enum catalog_status status;
+	int64_t period_start;      /* from the name */
+	unsigned seq;
+	int immutable;             /* sealed, every step done: meta cached, immutable=1 */
+	int has_meta;              /* meta valid (always for immutable) */
+	struct partition_meta meta;
+	dev_t dev;
+	ino_t ino;
+	char error[128];           /* why, for a broken file */
+};
+
+struct span_snap {
+	atomic_int refs;
+	uint64_t gen;
+	size_t n;
+	uint64_t rows[SCHEMA_NTABLES];  /* totals, for the planner's estimates */
+	size_t nonempty[SCHEMA_NTABLES];
+	struct span_part parts[];       /* sorted by name */
+};
+
+struct span_set {
+	char *dir;
+	pthread_mutex_t lock;
+	struct span_snap *snap;    /* NULL until the first scan */
+	struct timespec mtime;     /* dir's, before that scan */
+	int64_t scanned_at;        /* CLOCK_REALTIME ns when it started */
+	uint64_t gen;
+};
+
+static int64_t ts_ns(const struct timespec *t)
+{
+	return (int64_t)t->tv_sec * 1000000000LL + t->tv_nsec;
+}
+
+static int64_t realtime_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return ts_ns(&t);
+}
+
+int span_set_open(const char *dir, struct span_set **out)
+{
+	struct span_set *set;
+	struct stat st;
+
+	if (!dir || !out)
+		return -EINVAL;
+	*out = NULL;
+	if (stat(dir, &st))
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return -ENOTDIR;
+	set = calloc(1, sizeof(*set));
+	if (!set || !(set->dir = strdup(dir))) {
+		free(set);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&set->lock, NULL);
+	*out = set;
+	return 0;
+}
+
+static void snap_unref(struct span_snap *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+		free(s);
+}
+
+static struct span_snap *snap_ref(struct span_snap *s)
+{
+	atomic_fetch_add(&s->refs, 1);
+	return s;
+}
+
+void span_set_free(struct span_set *set)
+{
+	if (!set)
+		return;
+	snap_unref(set->snap);
+	pthread_mutex_destroy(&set->lock);
+	free(set->dir);
+	free(set);
+}
+
+static int part_path(const struct span_set *set, const char *name, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s/%s", set->dir, name);
+
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static const struct span_part *snap_find(const struct span_snap *s, const char *name)
+{
+	size_t lo = 0, hi = s ? s->n : 0;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->parts[mid].name, name);
+
+		if (c == 0)
+			return &s->parts[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* A directory entry with a partition's name. */
+struct dir_name {
+	char name[SCHEMA_NAME_LEN];
+	ino_t ino;
+	int64_t period_start;
+	unsigned seq;
+};
+
+static int dir_name_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct dir_name *)a)->name, ((const struct dir_name *)b)->name);
+}
+
+/* The names in dir that parse as partition names (side files and foreign
+ * files do not), sorted. Free *out with free(). */
+static int dir_list(const char *dir, struct dir_name **out, size_t *n)
+{
+	struct dir_name *v = NULL;
+	size_t cap = 0;
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int rc = 0;
+
+	*n = 0;
+	if (!d)
+		return -errno;
+	while ((errno = 0, de = readdir(d))) {
+		struct dir_name e = { .ino = de->d_ino };
+		size_t len = strlen(de->d_name);
+
+		if (len >= sizeof(e.name) || partition_name_parse(de->d_name, &e.period_start, &e.seq))
+			continue;
+		if (*n == cap) {
+			void *nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
+
+			if (!nv) {
+				rc = -ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		memcpy(e.name, de->d_name, len + 1);
+		v[(*n)++] = e;
+	}
+	if (!rc && errno)
+		rc = -errno;
+	closedir(d);
+	if (rc) {
+		free(v);
+		return rc;
+	}
+	if (*n)
+		qsort(v, *n, sizeof(*v), dir_name_cmp);
+	*out = v;
+	return 0;
+}
+
+static int side_file_exists(const char *path, const char *suffix)
+{
+	char side[PATH_MAX + 16];
+	struct stat st;
+
+	snprintf(side, sizeof(side), "%s%s", path, suffix);
+	return lstat(side, &st) == 0;
+}
+
+/* The schema's last error without its "<path>: " prefix. */
+static void set_reason(struct span_part *p, const char *path)
+{
+	const char *e = schema_last_error();
+	size_t len = strlen(path);
+
+	if (strncmp(e, path, len) == 0 && e[len] == ':' && e[len + 1] == ' ')
+		e += len + 2;
+	snprintf(p->error, sizeof(p->error), "%s", e);
+}
+
+/*
+ * Fill p for the file e. A sealed file seen by the previous scan (same
+ * inode) keeps its metadata: sealed files never change, so the dir's 500
+ * files are not all opened again whenever one appears. Returns 1 to keep
+ * p, 0 when the file went away, or a negative errno.
+ */
+static int part_fill(const struct span_set *set, const struct dir_name *e,
+		     const struct span_snap *old, struct span_part *p)
+{
+	const struct span_part *prev = snap_find(old, e->name);
+	char path[PATH_MAX];
+	struct stat st;
+	int rc;
+
+	if (prev && prev->immutable && prev->ino == e->ino) {
+		*p = *prev;
+		return 1;
+	}
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", e->name);
+	p->kind = "raw";
+	p->period_start = e->period_start;
+	p->seq = e->seq;
+	p->status = CATALOG_BROKEN;
+	if ((rc = part_path(set, e->name, path, sizeof(path))))
+		return rc;
+	if (stat(path, &st))
+		return errno == ENOENT ? 0 : -errno;
+	p->dev = st.st_dev;
+	p->ino = st.st_ino;
+	rc = partition_read_meta(path, &p->meta);
+	if (rc == -ENOENT)
+		return 0;
+	if (rc == -ENOMEM)
+		return rc;
+	if (rc) {
+		/* locked for now, or a crash left a recovery to do: ours, and
+		 * open until the seal sorts it out; else broken */
+		p->status = rc == -EAGAIN || rc == -EBUSY ? CATALOG_OPEN : CATALOG_BROKEN;
+		set_reason(p, path);
+		return 1;
+	}
+	if (p->meta.period_start_ns != e->period_start || p->meta.seq != e->seq) {
+		snprintf(p->error, sizeof(p->error), "renamed: meta says period start %lld ns, seq %u",
+			 (long long)p->meta.period_start_ns, p->meta.seq);
+		return 1;
+	}
+	p->has_meta = 1;
+	p->status = p->meta.sealed ? CATALOG_SEALED : CATALOG_OPEN;
+	/* every seal step done (the chmod is the last): safe to open immutable */
+	p->immutable = p->meta.sealed && !(st.st_mode & 0222) && !side_file_exists(path, "-wal") &&
+		       !side_file_exists(path, "-journal");
+	return 1;
+}
+
+static void snap_totals(struct span_snap *s)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		const struct span_part *p = &s->parts[i];
+
+		for (int t = 0; t < SCHEMA_NTABLES; t++) {
+			uint64_t rows = p->has_meta ? p->meta.tables[t].rows : 0;
+
+			s->rows[t] += rows;
+			s->nonempty[t] += rows > 0 || (!p->has_meta && p->status != CATALOG_BROKEN);
+		}
+	}
+}
+
+/* List the dir into a new snapshot. Called with set->lock held. */
+static int set_scan(struct span_set *set, struct span_snap **out)
+{
+	struct dir_name *names = NULL;
+	struct span_snap *s;
+	size_t count, n = 0;
+	int rc = dir_list(set->dir, &names, &count);
+
+	if (rc)
+		return rc;
+	s = calloc(1, sizeof(*s) + count * sizeof(s->parts[0]));
+	if (!s) {
+		free(names);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < count; i++) {
+		rc = part_fill(set, &names[i], set->snap, &s->parts[n]);
+		if (rc < 0)
+			break;
+		n += (size_t)rc;
+		rc = 0;
+	}
+	free(names);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	s->n = n;
+	atomic_init(&s->refs, 1);
+	s->gen = ++set->gen;
+	snap_totals(s);
+	*out = s;
+	return 0;
+}
+
+/* A snapshot of the dir's partitions, scanning again if the dir changed.
+ * The caller drops it with snap_unref. */
+static int set_snapshot(struct span_set *set, struct span_snap **out)
+{
+	struct span_snap *s = NULL;
+	struct stat st;
+	int64_t started;
+	int rc = 0;
+
+	if (stat(set->dir, &st))
+		return -errno;
+	pthread_mutex_lock(&set->lock);
+	if (!set->snap || st.st_mtim.tv_sec != set->mtime.tv_sec ||
+	    st.st_mtim.tv_nsec != set->mtime.tv_nsec ||
+	    ts_ns(&set->mtime) >= set->scanned_at - SPAN_RACY_NS) {
+		started = realtime_ns();
+		rc = set_scan(set, &s);
+		if (!rc) {
+			snap_unref(set->snap);
+			set->snap = s;
+			set->mtime = st.st_mtim;
+			set->scanned_at = started;
+		}
+	}
+	if (!rc)
+		*out = snap_ref(set->snap);
+	pthread_mutex_unlock(&set->lock);
+	return rc;
+}
+
+/* ---- per connection: counters, partition handles --------------------------------- */
+
+struct pstmt {
+	struct pstmt *next;
+	sqlite3_stmt *st;
+	int busy; /* a stream is reading it */
+	char sql[];
+};
+
+struct phandle {
+	struct phandle *prev, *next; /* the connection's LRU, or the cursor's list */
+	struct phandle *hnext;       /* the connection's hash chain */
+	char name[SCHEMA_NAME_LEN];
+	dev_t dev;
+	ino_t ino;
+	sqlite3 *db;
+	int cached;  /* in the connection's LRU (sealed); else owned by a cursor */
+	int users;   /* streams reading through it */
+	int bad;     /* broken: close when the last user leaves */
+	int nstmts;
+	struct pstmt *stmts;
+};
+
+struct hlist {
+	struct phandle *head, *tail; /* head: most recently used */
+};
+
+struct span_conn {
+	sqlite3 *db; /* the query connection: the registry's key */
+	struct span_set *set;
+	span_interrupt_fn interrupt;
+	void *interrupt_ctx;
+	int refs;    /* modules registered with it */
+	struct span_conn *next_registered;
+	atomic_uint_fast64_t opened, pruned, rows, counted, skipped, files;
+	struct hlist lru;            /* cached (sealed) handles */
+	struct phandle *hash[SPAN_HASH_SIZE]; /* the same, by inode */
+	int nhandles, max_handles;
+	uint64_t swept_gen;          /* snapshot generation the LRU was checked against */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct span_conn *registry;
+
+static void count(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static int conn_interrupted(struct span_conn *c)
+{
+	return c->interrupt && c->interrupt(c->interrupt_ctx);
+}
+
+static int handle_progress(void *arg)
+{
+	return conn_interrupted(arg);
+}
+
+/* A lock on an open partition (the sealer's journal switch, a checkpoint):
+ * wait it out in short steps, unless the query is being stopped. */
+static int handle_busy(void *arg, int n)
+{
+	if (conn_interrupted(arg) || n >= SPAN_BUSY_MS / SPAN_BUSY_STEP_MS)
+		return 0;
+	sqlite3_sleep(SPAN_BUSY_STEP_MS);
+	return 1;
+}
+
+static void handle_close(struct phandle *h)
+{
+	struct pstmt *ps, *next;
+
+	for (ps = h->stmts; ps; ps = next) {
+		next = ps->next;
+		sqlite3_finalize(ps->st);
+		sqlite3_free(ps);
+	}
+	sqlite3_close_v2(h->db);
+	sqlite3_free(h);
+}
+
+static void list_unlink(struct hlist *l, struct phandle *h)
+{
+	if (h->prev)
+		h->prev->next = h->next;
+	else
+		l->head = h->next;
+	if (h->next)
+		h->next->prev = h->prev;
+	else
+		l->tail = h->prev;
+	h->prev = h->next = NULL;
+}
+
+static void list_push(struct hlist *l, struct phandle *h)
+{
+	h->prev = NULL;
+	h->next = l->head;
+	if (l->head)
+		l->head->prev = h;
+	else
+		l->tail = h;
+	l->head = h;
+}
+
+static struct phandle **hash_slot(struct span_conn *c, ino_t ino)
+{
+	return &c->hash[(uint64_t)ino % SPAN_HASH_SIZE];
+}
+
+static struct phandle *cache_find(struct span_conn *c, const struct span_part *p)
+{
+	struct phandle *h;
+
+	for (h = *hash_slot(c, p->ino); h; h = h->hnext)
+		if (h->ino == p->ino && h->dev == p->dev && !h->bad && strcmp(h->name, p->name) == 0)
+			return h;
+	return NULL;
+}
+
+static void cache_add(struct span_conn *c, struct phandle *h)
+{
+	struct phandle **slot = hash_slot(c, h->ino);
+
+	h->cached = 1;
+	h->hnext = *slot;
+	*slot = h;
+	list_push(&c->lru, h);
+	c->nhandles++;
+}
+
+static void cache_drop(struct span_conn *c, struct phandle *h)
+{
+	struct phandle **pp;
+
+	for (pp = hash_slot(c, h->ino); *pp; pp = &(*pp)->hnext) {
+		if (*pp == h) {
+			*pp = h->hnext;
+			break;
+		}
+	}
+	list_unlink(&c->lru, h);
+	c->nhandles--;
+	handle_close(h);
+}
+
+/* Close idle cached handles, least recently used first, until at most
+ * keep remain. */
+static void lru_trim(struct span_conn *c, int keep)
+{
+	struct phandle *h, *prev;
+
+	for (h = c->lru.tail; h && c->nhandles > keep; h = prev) {
+		prev = h->prev;
+		if (!h->users)
+			cache_drop(c, h);
+	}
+}
+
+/* Close idle cached handles whose file is no longer in the snapshot (deleted
+ * by retention: the handle would keep its disk space) or was replaced. */
+static void lru_sweep(struct span_conn *c, const struct span_snap *s)
+{
+	struct phandle *h, *next;
+
+	if (c->swept_gen == s->gen)
+		return;
+	for (h = c->lru.head; h; h = next) {
+		const struct span_part *p = snap_find(s, h->name);
+
+		next = h->next;
+		if (h->users || (p && p->immutable && p->dev == h->dev && p->ino == h->ino))
+			continue;
+		cache_drop(c, h);
+	}
+	c->swept_gen = s->gen;
+}
+
+/* The handle cache's bound: a share of the descriptors this process may
+ * open (each handle holds one), within [64, 1024]. */
+static int handles_bound(void)
+{
+	struct rlimit rl;
+	rlim_t n = 1024;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		n = rl.rlim_cur / 16;
+	return n < SPAN_HANDLES_MIN ? SPAN_HANDLES_MIN : n > SPAN_HANDLES_MAX ? SPAN_HANDLES_MAX : (int)n;
+}
+
+static void conn_free(struct span_conn *c)
+{
+	struct span_conn **pp;
+
+	pthread_mutex_lock(&registry_lock);
+	for (pp = &registry; *pp; pp = &(*pp)->next_registered) {
+		if (*pp == c) {
+			*pp = c->next_registered;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&registry_lock);
+	while (c->lru.head)
+		cache_drop(c, c->lru.head);
+	free(c);
+}
+
+/* ---- plans: what xBestIndex tells xFilter ----------------------------------------- */
+
+enum { ORDER_NONE = 0, ORDER_ASC = 1, ORDER_DESC = 2 };
+
+struct span_con {
+	int col;   /* column; ncols is the hidden "partition" */
+	int op;    /* SQLITE_INDEX_CONSTRAINT_* */
+	char coll; /* 'B'inary, 'N'ocase, 'R'trim */
+	int arg;   /* argv index, -1 for IS NULL / IS NOT NULL */
+};
+
+struct span_plan {
+	int order;
+	uint64_t used;   /* colUsed */
+	int limit_arg, offset_arg;
+	int ncons;
+	struct span_con *cons;
+};
+
+static const char *op_sql(int op)
+{
+	switch (op) {
+	case SQLITE_INDEX_CONSTRAINT_EQ: return "=";
+	case SQLITE_INDEX_CONSTRAINT_GT: return ">";
+	case SQLITE_INDEX_CONSTRAINT_LE: return "<=";
+	case SQLITE_INDEX_CONSTRAINT_LT: return "<";
+	case SQLITE_INDEX_CONSTRAINT_GE: return ">=";
+	case SQLITE_INDEX_CONSTRAINT_NE: return "!=";
+	case SQLITE_INDEX_CONSTRAINT_IS: return "IS";
+	case SQLITE_INDEX_CONSTRAINT_ISNOT: return "IS NOT";
+	case SQLITE_INDEX_CONSTRAINT_ISNULL: return "IS NULL";
+	case SQLITE_INDEX_CONSTRAINT_ISNOTNULL: return "IS NOT NULL";
+	case SQLITE_INDEX_CONSTRAINT_LIKE: return "LIKE";
+	case SQLITE_INDEX_CONSTRAINT_GLOB: return "GLOB";
+	default: return NULL;
+	}
+}
+
+static int op_has_value(int op)
+{
+	return op != SQLITE_INDEX_CONSTRAINT_ISNULL && op != SQLITE_INDEX_CONSTRAINT_ISNOTNULL;
+}
+
+/* Comparisons whose result depends on the collation and on affinity. */
+static int op_compares(int op)
+{
+	return op_has_value(op) && op != SQLITE_INDEX_CONSTRAINT_LIKE &&
+	       op != SQLITE_INDEX_CONSTRAINT_GLOB;
+}
+
+static int op_range(int op)
+{
+	return op == SQLITE_INDEX_CONSTRAINT_EQ || op == SQLITE_INDEX_CONSTRAINT_IS ||
+	       op == SQLITE_INDEX_CONSTRAINT_GT || op == SQLITE_INDEX_CONSTRAINT_GE ||
+	       op == SQLITE_INDEX_CONSTRAINT_LT || op == SQLITE_INDEX_CONSTRAINT_LE;
+}
+
+static void plan_clear(struct span_plan *pl)
+{
+	sqlite3_free(pl->cons);
+	memset(pl, 0, sizeof(*pl));
+	pl->limit_arg = pl->offset_arg = -1;
+}
+
+/* idxStr: "u<colUsed hex>" then ";c,op,coll,arg" per constraint, ";L<arg>",
+ * ";O<arg>". Returns SQLITE_OK or SQLITE_ERROR for a string we did not make. */
+static int plan_parse(const char *s, int idx_num, int ncols, struct span_plan *pl)
+{
+	char *end;
+	int cap = 0;
+
+	plan_clear(pl);
+	pl->order = idx_num & 3;
+	if (!s || *s != 'u')
+		return SQLITE_ERROR;
+	pl->used = strtoull(s + 1, &end, 16);
+	for (s = end; *s == ';'; s = end) {
+		s++;
+		if (*s == 'L' || *s == 'O') {
+			int arg = (int)strtol(s + 1, &end, 10);
+
+			*(*s == 'L' ? &pl->limit_arg : &pl->offset_arg) = arg;
+			continue;
+		}
+		if (pl->ncons == cap) {
+			void *p = sqlite3_realloc64(pl->cons, sizeof(*pl->cons) * (uint64_t)(cap + 8));
+
+			if (!p)
+				return SQLITE_NOMEM;
+			pl->cons = p;
+			cap += 8;
+		}
+		struct span_con *k = &pl->cons[pl->ncons++];
+
+		k->col = (int)strtol(s, &end, 10);
+		if (*end++ != ',')
+			return SQLITE_ERROR;
+		k->op = (int)strtol(end, &end, 10);
+		if (*end++ != ',' || !*end)
+			return SQLITE_ERROR;
+		k->coll = *end++;
+		if (*end++ != ',')
+			return SQLITE_ERROR;
+		k->arg = (int)strtol(end, &end, 10);
+		if (k->col < 0 || k->col > ncols || !op_sql(k->op))
+			return SQLITE_ERROR;
+	}
+	return *s ? SQLITE_ERROR : SQLITE_OK;
+}
+
+/* ---- the virtual tables' objects ------------------------------------------------------ */
+
+struct span_aux {
+	struct span_conn *conn;
+	const struct span_desc *desc; /* NULL: the partitions table */
+};
+
+struct span_vtab {
+	sqlite3_vtab base;
+	struct span_conn *conn;
+	const struct span_desc *desc;
+};
+
+/* One partition being read (or counted from its metadata). */
+struct stream {
+	int cand;               /* index in the cursor's candidates */
+	struct phandle *h;
+	struct pstmt *ps;       /* NULL when counted */
+	uint64_t counted_left;  /* rows still to produce from the metadata */
+	int64_t counted_rowid;
+	int64_t ts;             /* current row's time, for the merge */
+	uint64_t nrows;         /* rows read, added to the counter at release */
+};
+
+struct cand {
+	size_t part;            /* index in the snapshot */
+	const struct partition_meta *meta;
+	int64_t ts_min, ts_max; /* of this table */
+	int counted;            /* answer from the metadata alone */
+};
+
+/* What the cursor knows about one snapshot entry for this statement. */
+struct part_state {
+	int state;              /* PS_* */
+	const struct partition_meta *meta;
+};
+
+enum { PS_UNKNOWN = 0, PS_READY, PS_GONE, PS_BROKEN };
+
+struct span_cursor {
+	sqlite3_vtab_cursor base;
+	struct span_vtab *vt;
+	struct span_snap *snap;          /* the statement's list of files */
+	struct part_state *ps;           /* per snapshot entry */
+	struct partition_meta *fresh;    /* re-read metadata of open partitions */
+	size_t nfresh;
+	struct hlist owned;              /* open partitions' handles */
+
+	/* the plan, parsed once per distinct idxStr */
+	char *idx_str;
+	int idx_num;
+	struct span_plan plan;
+	int map[SPAN_MAX_COLS];          /* vtab column -> statement column, or -1 */
+	int ts_stmt_col;                 /* the time column in the statement, or -1 */
+
+	/* this xFilter */
+	sqlite3_value **args;
+	int nargs;
+	unsigned char *skip;             /* per constraint: not pushed (value type) */
+	char *sql[2];                    /* [0] sealed, [1] open (clamped when ordered) */
+	int64_t limit;                   /* rows any one partition may need; -1: all */
+	struct cand *cands;
+	size_t ncands, next, cap;
+	struct stream *streams;          /* one per candidate */
+	struct stream **heap;            /* open streams: heap[0] is the current row */
+	size_t nheap;
+};
+
+/* ---- the time range of a query ----------------------------------------------------- */
+
+struct trange {
+	int64_t lo, hi;
+	int empty;
+	int inexact; /* widened (a REAL bound): prunes, but does not count */
+};
+
+static void trange_init(struct trange *r)
+{
+	r->lo = INT64_MIN;
+	r->hi = INT64_MAX;
+	r->empty = 0;
+	r->inexact = 0;
+}
+
+static void trange_lo(struct trange *r, int64_t v)
+{
+	if (v > r->lo)
+		r->lo = v;
+}
+
+static void trange_hi(struct trange *r, int64_t v)
+{
+	if (v < r->hi)
+		r->hi = v;
+}
+
+/* ts OP d for a REAL d: the integer bounds, widened by one (conservative). */
+static void trange_real(struct trange *r, int op, double d)
+{
+	const double top = 9.2e18;
+
+	r->inexact = 1;
+	switch (op) {
+	case SQLITE_INDEX_CONSTRAINT_GT:
+	case SQLITE_INDEX_CONSTRAINT_GE:
+		if (d >= top)
+			r->empty = 1;
+		else if (d > -top)
+			trange_lo(r, (int64_t)floor(d) - 1);
+		break;
+	case SQLITE_INDEX_CONSTRAINT_LT:
+	case SQLITE_INDEX_CONSTRAINT_LE:
+		if (d <= -top)
+			r->empty = 1;
+		else if (d < top)
+			trange_hi(r, (int64_t)ceil(d) + 1);
+		break;
+	default: /* EQ, IS */
+		if (d >= top || d <= -top) {
+			r->empty = 1;
+		} else {
+			trange_lo(r, (int64_t)floor(d) - 1);
+			trange_hi(r, (int64_t)ceil(d) + 1);
+		}
+	}
+}
+
+static void trange_int(struct trange *r, int op, int64_t v)
+{
+	switch (op) {
+	case SQLITE_INDEX_CONSTRAINT_GT:
+		if (v == INT64_MAX)
+			r->empty = 1;
+		else
+			trange_lo(r, v + 1);
+		break;
+	case SQLITE_INDEX_CONSTRAINT_GE: trange_lo(r, v); break;
+	case SQLITE_INDEX_CONSTRAINT_LT:
+		if (v == INT64_MIN)
+			r->empty = 1;
+		else
+			trange_hi(r, v - 1);
+		break;
+	case SQLITE_INDEX_CONSTRAINT_LE: trange_hi(r, v); break;
+	default: /* EQ, IS */
+		trange_lo(r, v);
+		trange_hi(r, v);
+	}
+}
+
+/*
+ * Narrow r by "time OP v" as SQLite compares an INTEGER column with v:
+ * numeric affinity is applied to v first; NULL matches nothing; a value that
+ * stays TEXT or BLOB sorts after every number.
+ */
+static int trange_apply(struct trange *r, int op, sqlite3_value *v)
+{
+	sqlite3_value *num;
+	int type;
+
+	if (!op_range(op))
+		return SQLITE_OK;
+	if (sqlite3_value_type(v) == SQLITE_NULL) {
+		r->empty = 1;
+		return SQLITE_OK;
+	}
+	num = sqlite3_value_dup(v);
+	if (!num)
+		return SQLITE_NOMEM;
+	type = sqlite3_value_numeric_type(num);
+	if (type == SQLITE_INTEGER)
+		trange_int(r, op, sqlite3_value_int64(num));
+	else if (type == SQLITE_FLOAT)
+		trange_real(r, op, sqlite3_value_double(num));
+	else if (op != SQLITE_INDEX_CONSTRAINT_LT && op != SQLITE_INDEX_CONSTRAINT_LE)
+		r->empty = 1; /* every integer is below text and blobs */
+	sqlite3_value_free(num);
+	if (r->lo > r->hi)
+		r->empty = 1;
+	return SQLITE_OK;
+}
+
+static int trange_overlaps(const struct trange *r, int64_t min, int64_t max)
+{
+	return !r->empty && min <= r->hi && max >= r->lo;
+}
+
+/* ---- handles and statements -------------------------------------------------------- */
+
+static void vtab_error(struct span_vtab *vt, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void vtab_error(struct span_vtab *vt, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	sqlite3_free(vt->base.zErrMsg);
+	vt->base.zErrMsg = sqlite3_vmprintf(fmt, ap);
+	va_end(ap);
+}
+
+/* "file:<path, percent-encoded>?<query>" */
+static char *file_uri(const char *path, const char *query)
+{
+	sqlite3_str *s = sqlite3_str_new(NULL);
+
+	sqlite3_str_appendall(s, "file:");
+	for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+		if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+		    (*c >= '0' && *c <= '9') || strchr("/._-+", *c))
+			sqlite3_str_appendchar(s, 1, (char)*c);
+		else
+			sqlite3_str_appendf(s, "%%%02X", *c);
+	}
+	sqlite3_str_appendf(s, "?%s", query);
+	return sqlite3_str_finish(s);
+}
+
+/* What opening or reading a partition file came to; positive values are
+ * SQLite codes (SQLITE_NOMEM). */
+enum { PART_OK = SQLITE_OK, PART_GONE = -1, PART_BROKEN = -2, PART_FAILED = -3 };
+
+static int part_outcome(int rc, const char *path)
+{
+	struct stat st;
+
+	switch (rc & 0xff) {
+	case SQLITE_OK: return PART_OK;
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB: return PART_BROKEN;
+	case SQLITE_READONLY: return PART_BROKEN; /* needs a recovery only a writer can do */
+	case SQLITE_CANTOPEN:
+		return stat(path, &st) && errno == ENOENT ? PART_GONE : PART_FAILED;
+	default: return PART_FAILED;
+	}
+}
+
+static int db_open_ro(const char *uri, int immutable, struct span_conn *c, sqlite3 **db)
+{
+	char pragmas[96];
+	int rc = sqlite3_open_v2(uri, db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+
+	count(&c->files, 1);
+	if (rc != SQLITE_OK)
+		return rc;
+	sqlite3_extended_result_codes(*db, 1);
+	sqlite3_progress_handler(*db, SPAN_PROGRESS_OPS, handle_progress, c);
+	if (!immutable)
+		sqlite3_busy_handler(*db, handle_busy, c);
+	snprintf(pragmas, sizeof(pragmas), "PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld",
+		 SPAN_CACHE_KIB, immutable ? SPAN_MMAP_BYTES : 0LL);
+	return sqlite3_exec(*db, pragmas, NULL, NULL, NULL);
+}
+
+static int handle_open(struct span_cursor *cur, const struct span_part *p,
+		       struct phandle **out)
+{
+	struct span_conn *c = cur->vt->conn;
+	struct phandle *h;
+	char path[PATH_MAX];
+	char *uri;
+	int rc;
+
+	if (part_path(c->set, p->name, path, sizeof(path)))
+		return PART_BROKEN;
+	h = sqlite3_malloc(sizeof(*h));
+	uri = file_uri(path, p->immutable ? "immutable=1" : "mode=ro");
+	if (!h || !uri) {
+		sqlite3_free(h);
+		sqlite3_free(uri);
+		return SQLITE_NOMEM;
+	}
+	memset(h, 0, sizeof(*h));
+	snprintf(h->name, sizeof(h->name), "%s", p->name);
+	h->dev = p->dev;
+	h->ino = p->ino;
+	rc = db_open_ro(uri, p->immutable, c, &h->db);
+	if (rc == SQLITE_CANTOPEN && h->db &&
+	    (sqlite3_system_errno(h->db) == EMFILE || sqlite3_system_errno(h->db) == ENFILE)) {
+		/* out of descriptors: give back half of ours and try again */
+		sqlite3_close_v2(h->db);
+		h->db = NULL;
+		lru_trim(c, c->nhandles / 2);
+		rc = db_open_ro(uri, p->immutable, c, &h->db);
+	}
+	sqlite3_free(uri);
+	if (rc != SQLITE_OK) {
+		int outcome = part_outcome(rc, path);
+
+		if (outcome == PART_FAILED)
+			vtab_error(cur->vt, "partition %s: %s", p->name,
+				   h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc));
+		sqlite3_close_v2(h->db);
+		sqlite3_free(h);
+		return outcome;
+	}
+	*out = h;
+	return PART_OK;
+}
+
+/* A handle on p for one stream: the connection's cached one for a sealed
+ * file, the cursor's own for an open one. */
+static int handle_get(struct span_cursor *cur, const struct span_part *p, struct phandle **out)
+{
+	struct span_conn *c = cur->vt->conn;
+	struct phandle *h = NULL;
+	int rc;
+
+	if (p->immutable) {
+		h = cache_find(c, p);
+		if (h) {
+			list_unlink(&c->lru, h);
+			list_push(&c->lru, h);
+		}
+	} else {
+		for (h = cur->owned.head; h; h = h->next)
+			if (!h->bad && h->ino == p->ino && strcmp(h->name, p->name) == 0)
+				break;
+	}
+	if (!h) {
+		rc = handle_open(cur, p, &h);
+		if (rc != PART_OK)
+			return rc;
+		if (p->immutable)
+			cache_add(c, h);
+		else
+			list_push(&cur->owned, h);
+	}
+	h->users++;
+	*out = h;
+	return PART_OK;
+}
+
+static void handle_put(struct span_cursor *cur, struct phandle *h)
+{
+	struct span_conn *c = cur->vt->conn;
+
+	if (--h->users > 0)
+		return;
+	if (h->bad && h->cached) {
+		cache_drop(c, h);
+	} else if (h->bad) {
+		list_unlink(&cur->owned, h);
+		handle_close(h);
+	} else if (h->cached && c->nhandles > c->max_handles) {
+		lru_trim(c, c->max_handles);
+	}
+}
+
+/* A statement of sql on h that no stream is reading. */
+static int stmt_get(struct phandle *h, const char *sql, struct pstmt **out)
+{
+	struct pstmt *ps, **pp;
+	size_t len = strlen(sql) + 1;
+	int rc;
+
+	for (pp = &h->stmts; (ps = *pp); pp = &ps->next) {
+		if (!ps->busy && strcmp(ps->sql, sql) == 0) {
+			*pp = ps->next; /* to the front */
+			ps->next = h->stmts;
+			h->stmts = ps;
+			ps->busy = 1;
+			*out = ps;
+			return SQLITE_OK;
+		}
+	}
+	ps = sqlite3_malloc64(sizeof(*ps) + len);
+	if (!ps)
+		return SQLITE_NOMEM;
+	memcpy(ps->sql, sql, len);
+	rc = sqlite3_prepare_v3(h->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &ps->st, NULL);
+	if (rc != SQLITE_OK) {
+		sqlite3_free(ps);
+		return rc;
+	}
+	ps->busy = 1;
+	ps->next = h->stmts;
+	h->stmts = ps;
+	h->nstmts++;
+	*out = ps;
+	return SQLITE_OK;
+}
+
+/* Done reading: reset (ends the read transaction), drop the oldest idle
+ * statements past the bound. */
+static void stmt_put(struct phandle *h, struct pstmt *ps)
+{
+	struct pstmt **pp, *p;
+	int n = 0;
+
+	sqlite3_reset(ps->st);
+	ps->busy = 0;
+	for (pp = &h->stmts; (p = *pp);) {
+		if (++n > SPAN_STMTS_MAX && !p->busy) {
+			*pp = p->next;
+			sqlite3_finalize(p->st);
+			sqlite3_free(p);
+			h->nstmts--;
+			continue;
+		}
+		pp = &p->next;
+	}
+}
+
+/* ---- streams ------------------------------------------------------------------------ */
+
+static void stream_release(struct span_cursor *cur, struct stream *s)
+{
+	count(&cur->vt->conn->rows, s->nrows);
+	s->nrows = 0;
+	if (s->ps)
+		stmt_put(s->h, s->ps);
+	if (s->h)
+		handle_put(cur, s->h);
+	s->ps = NULL;
+	s->h = NULL;
+}
+
+/* A partition statement failed: skip a broken or vanished file, stop on an
+ * interrupt, fail the query with the file's name otherwise. Returns
+ * SQLITE_DONE to go on without this partition. */
+static int stream_fail(struct span_cursor *cur, struct stream *s, int rc)
+{
+	const struct span_part *p = &cur->snap->parts[cur->cands[s->cand].part];
+	char path[PATH_MAX];
+	const char *msg = s->h ? sqlite3_errmsg(s->h->db) : sqlite3_errstr(rc);
+	int outcome;
+
+	if ((rc & 0xff) == SQLITE_INTERRUPT) {
+		vtab_error(cur->vt, "interrupted");
+		stream_release(cur, s);
+		return SQLITE_INTERRUPT;
+	}
+	part_path(cur->vt->conn->set, p->name, path, sizeof(path));
+	outcome = part_outcome(rc, path);
+	if (outcome == PART_FAILED) {
+		vtab_error(cur->vt, "partition %s: %s", p->name, msg);
+		stream_release(cur, s);
+		return rc;
+	}
+	if (outcome == PART_BROKEN)
+		count(&cur->vt->conn->skipped, 1);
+	if (s->h)
+		s->h->bad = 1;
+	stream_release(cur, s);
+	return SQLITE_DONE;
+}
+
+static int stream_bind(struct span_cursor *cur, const struct cand *c, sqlite3_stmt *st)
+{
+	int n = sqlite3_bind_parameter_count(st), rc = SQLITE_OK;
+
+	for (int i = 1; rc == SQLITE_OK && i <= n && i <= cur->nargs; i++)
+		rc = sqlite3_bind_value(st, i, cur->args[i - 1]);
+	if (rc == SQLITE_OK && n >= cur->nargs + 2) {
+		rc = sqlite3_bind_int64(st, cur->nargs + 1, c->ts_min);
+		if (rc == SQLITE_OK)
+			rc = sqlite3_bind_int64(st, cur->nargs + 2, c->ts_max);
+	}
+	if (rc == SQLITE_OK && n >= cur->nargs + 3)
+		rc = sqlite3_bind_int64(st, cur->nargs + 3, cur->limit);
+	return rc;
+}
+
+/* Step s to its next row: SQLITE_ROW, SQLITE_DONE (released), or an error. */
+static int stream_step(struct span_cursor *cur, struct stream *s)
+{
+	int rc;
+
+	if (!s->ps) {
+		if (s->counted_left == 0) {
+			stream_release(cur, s);
+			return SQLITE_DONE;
+		}
+		s->counted_left--;
+		s->counted_rowid++;
+		return SQLITE_ROW;
+	}
+	rc = sqlite3_step(s->ps->st);
+	if (rc == SQLITE_ROW) {
+		s->nrows++;
+		if (cur->ts_stmt_col >= 0)
+			s->ts = sqlite3_column_int64(s->ps->st, cur->ts_stmt_col);
+		return SQLITE_ROW;
+	}
+	if (rc == SQLITE_DONE) {
+		stream_release(cur, s);
+		return SQLITE_DONE;
+	}
+	return stream_fail(cur, s, rc);
+}
+
+/* Start reading candidate i: SQLITE_ROW with its first row, SQLITE_DONE if
+ * it has none (or was skipped), or an error. */
+static int stream_start(struct span_cursor *cur, size_t i)
+{
+	struct stream *s = &cur->streams[i];
+	const struct cand *c = &cur->cands[i];
+	const struct span_part *p = &cur->snap->parts[c->part];
+	struct span_conn *conn = cur->vt->conn;
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->cand = (int)i;
+	if (conn_interrupted(conn)) {
+		vtab_error(cur->vt, "interrupted");
+		return SQLITE_INTERRUPT;
+	}
+	if (c->counted) {
+		count(&conn->counted, 1);
+		s->counted_left = c->meta->tables[cur->vt->desc->meta].rows;
+		return stream_step(cur, s);
+	}
+	rc = handle_get(cur, p, &s->h);
+	if (rc == PART_GONE || rc == PART_BROKEN) {
+		if (rc == PART_BROKEN)
+			count(&conn->skipped, 1);
+		return SQLITE_DONE;
+	}
+	if (rc != PART_OK)
+		return rc == PART_FAILED ? SQLITE_ERROR : rc;
+	count(&conn->opened, 1);
+	rc = stmt_get(s->h, cur->sql[!p->immutable], &s->ps);
+	if (rc == SQLITE_OK)
+		rc = stream_bind(cur, c, s->ps->st);
+	if (rc != SQLITE_OK)
+		return stream_fail(cur, s, rc);
+	return stream_step(cur, s);
+}
+
+/* ---- the merge ------------------------------------------------------------------------ */
+
+/* a's row comes before b's in the requested order */
+static int stream_before(const struct span_cursor *cur, const struct stream *a,
+			 const struct stream *b)
+{
+	return cur->plan.order == ORDER_DESC ? a->ts > b->ts : a->ts < b->ts;
+}
+
+static void heap_down(struct span_cursor *cur, size_t i)
+{
+	struct stream **h = cur->heap;
+
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, best = i;
+
+		if (l < cur->nheap && stream_before(cur, h[l], h[best]))
+			best = l;
+		if (r < cur->nheap && stream_before(cur, h[r], h[best]))
+			best = r;
+		if (best == i)
+			return;
+		struct stream *t = h[i];
+
+		h[i] = h[best];
+		h[best] = t;
+		i = best;
+	}
+}
+
+static void heap_push(struct span_cursor *cur, struct stream *s)
+{
+	size_t i = cur->nheap++;
+
+	cur->heap[i] = s;
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+
+		if (!stream_before(cur, cur->heap[i], cur->heap[parent]))
+			break;
+		cur->heap[i] = cur->heap[parent];
+		cur->heap[parent] = s;
+		i = parent;
+	}
+}
+
+static void heap_pop(struct span_cursor *cur)
+{
+	cur->heap[0] = cur->heap[--cur->nheap];
+	heap_down(cur, 0);
+}
+
+/* Whether candidate c could hold a row before the current head. */
+static int cand_may_lead(const struct span_cursor *cur, const struct cand *c)
+{
+	int64_t head = cur->heap[0]->ts;
+
+	if (cur->plan.order == ORDER_ASC)
+		return c->ts_min < head;
+	if (cur->plan.order == ORDER_DESC)
+		return c->ts_max > head;
+	return 0; /* unordered: one partition at a time */
+}
+
+/* Open candidates until the head row is final. */
+static int cursor_fill(struct span_cursor *cur)
+{
+	while (cur->next < cur->ncands) {
+		int rc;
+
+		if (cur->nheap && !cand_may_lead(cur, &cur->cands[cur->next]))
+			break;
+		rc = stream_start(cur, cur->next++);
+		if (rc == SQLITE_ROW)
+			heap_push(cur, &cur->streams[cur->next - 1]);
+		else if (rc != SQLITE_DONE)
+			return rc;
+	}
+	return SQLITE_OK;
+}
+
+static void cursor_release(struct span_cursor *cur)
+{
+	for (size_t i = 0; i < cur->nheap; i++)
+		stream_release(cur, cur->heap[i]);
+	cur->nheap = 0;
+	cur->ncands = cur->next = 0;
+}
+
+/* ---- xBestIndex ------------------------------------------------------------------------ */
+
+/* What the planner is told a plan costs, in units of "one row read in a
+ * partition". Opening a partition statement costs SPAN_COST_PART. */
+#define SPAN_COST_PART 25.0
+#define SPAN_COST_OUT 2.0
+
+struct facts {
+	int ts_lo, ts_hi, ts_eq;  /* constraint kinds on the time column */
+	int known;                /* literal bounds known: lo/hi valid */
+	struct trange lit;
+	int name_eq;              /* partition = '...' */
+	int eq_indexed;           /* = or IS on a column sealed partitions index */
+	int eq_other, range_other, like, isnull, other;
+};
+
+static void facts_add(struct facts *f, const struct span_desc *d, sqlite3_index_info *info,
+		      int i)
+{
+	const struct sqlite3_index_constraint *k = &info->aConstraint[i];
+	int op = k->op;
+	sqlite3_value *v = NULL;
+
+	if (k->iColumn == d->ncols) {
+		f->name_eq |= op == SQLITE_INDEX_CONSTRAINT_EQ;
+		return;
+	}
+	if (k->iColumn == d->ts_col && op_range(op)) {
+		f->ts_eq |= op == SQLITE_INDEX_CONSTRAINT_EQ || op == SQLITE_INDEX_CONSTRAINT_IS;
+		f->ts_lo |= op != SQLITE_INDEX_CONSTRAINT_LT && op != SQLITE_INDEX_CONSTRAINT_LE;
+		f->ts_hi |= op != SQLITE_INDEX_CONSTRAINT_GT && op != SQLITE_INDEX_CONSTRAINT_GE;
+		if (sqlite3_vtab_rhs_value(info, i, &v) == SQLITE_OK && v)
+			trange_apply(&f->lit, op, v);
+		else
+			f->known = -1;
+		if (f->known == 0)
+			f->known = 1;
+		return;
+	}
+	if (op == SQLITE_INDEX_CONSTRAINT_EQ || op == SQLITE_INDEX_CONSTRAINT_IS) {
+		if (d->cols[k->iColumn].indexed)
+			f->eq_indexed++;
+		else
+			f->eq_other++;
+	} else if (op_range(op)) {
+		f->range_other++;
+	} else if (op == SQLITE_INDEX_CONSTRAINT_LIKE || op == SQLITE_INDEX_CONSTRAINT_GLOB) {
+		f->like++;
+	} else if (!op_has_value(op)) {
+		f->isnull++;
+	} else {
+		f->other++;
+	}
+}
+
+/* Partitions and rows a time range leaves, from the snapshot. */
+static void facts_window(const struct span_snap *s, const struct span_desc *d,
+			 const struct facts *f, double *parts, double *rows)
+{
+	double P = s ? (double)s->nonempty[d->meta] : 0, N = s ? (double)s->rows[d->meta] : 0;
+
+	if (P < 1)
+		P = 1;
+	if (N < 1)
+		N = 1;
+	*parts = P;
+	*rows = N;
+	if (f->known == 1 && s) {
+		*parts = *rows = 0;
+		for (size_t i = 0; i < s->n; i++) {
+			const struct span_part *p = &s->parts[i];
+			const struct partition_meta *m = &p->meta;
+			int t = d->meta;
+
+			if (p->has_meta && m->tables[t].rows &&
+			    trange_overlaps(&f->lit, m->tables[t].ts_min, m->tables[t].ts_max)) {
+				*parts += 1;
+				*rows += (double)m->tables[t].rows;
+			}
+		}
+	} else if (f->ts_eq) {
+		*parts = P < 2 ? P : 2;
+		*rows = 2;
+	} else if (f->ts_lo && f->ts_hi) {
+		*parts = 4 + P / 20 < P ? 4 + P / 20 : P;
+		*rows = N * *parts / P;
+	} else if (f->ts_lo || f->ts_hi) {
+		*parts = P / 2 + 1;
+		*rows = N / 2;
+	}
+	if (f->name_eq) {
+		*rows /= *parts > 1 ? *parts : 1;
+		*parts = 1;
+	}
+}
+
+static void plan_cost(struct span_vtab *vt, sqlite3_index_info *info, const struct facts *f)
+{
+	struct span_snap *s = NULL;
+	double parts, rows, scanned, out;
+
+	set_snapshot(vt->conn->set, &s); /* no snapshot: estimates from nothing */
+	facts_window(s, vt->desc, f, &parts, &rows);
+	snap_unref(s);
+	scanned = rows;
+	if (f->eq_indexed) /* one index probe per partition */
+		scanned = rows / 1000 + 1;
+	out = scanned;
+	for (int i = 0; i < f->eq_other; i++)
+		out /= 100;
+	for (int i = 0; i < f->range_other; i++)
+		out /= 3;
+	for (int i = 0; i < f->like; i++)
+		out /= 4;
+	for (int i = 0; i < f->isnull; i++)
+		out /= 2;
+	if (out < 1)
+		out = 1;
+	info->estimatedRows = (sqlite3_int64)out;
+	info->estimatedCost = parts * SPAN_COST_PART + scanned + out * SPAN_COST_OUT;
+}
+
+/* The collation a comparison on a TEXT column uses, if a partition has it. */
+static char coll_code(sqlite3_index_info *info, int i)
+{
+	const char *name = sqlite3_vtab_collation(info, i);
+
+	if (!name || sqlite3_stricmp(name, "BINARY") == 0)
+		return 'B';
+	if (sqlite3_stricmp(name, "NOCASE") == 0)
+		return 'N';
+	if (sqlite3_stricmp(name, "RTRIM") == 0)
+		return 'R';
+	return 0;
+}
+
+static int span_best_index(sqlite3_vtab *base, sqlite3_index_info *info)
+{
+	struct span_vtab *vt = (struct span_vtab *)base;
+	const struct span_desc *d = vt->desc;
+	sqlite3_str *s = sqlite3_str_new(NULL);
+	struct facts f;
+	int argv = 0, limit = -1, offset = -1, ordered = 0;
+
+	memset(&f, 0, sizeof(f));
+	trange_init(&f.lit);
+	sqlite3_str_appendf(s, "u%llx", (unsigned long long)info->colUsed);
+	for (int i = 0; i < info->nConstraint; i++) {
+		const struct sqlite3_index_constraint *k = &info->aConstraint[i];
+		int col = k->iColumn, text;
+		char coll = 'B';
+
+		if (!k->usable)
+			continue;
+		if (k->op == SQLITE_INDEX_CONSTRAINT_LIMIT) {
+			limit = i;
+			continue;
+		}
+		if (k->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
+			offset = i;
+			continue;
+		}
+		if (col < 0 || col > d->ncols || !op_sql(k->op))
+			continue;
+		text = col == d->ncols || d->cols[col].text;
+		if (text && op_compares(k->op) && !(coll = coll_code(info, i)))
+			continue;
+		if (col == d->ncols && (!op_range(k->op) || coll != 'B'))
+			continue; /* the name prunes; SQLite checks the rest */
+		if (op_has_value(k->op)) {
+			info->aConstraintUsage[i].argvIndex = ++argv;
+			info->aConstraintUsage[i].omit = !text;
+		}
+		sqlite3_str_appendf(s, ";%d,%d,%c,%d", col, k->op, coll,
+				    op_has_value(k->op) ? argv - 1 : -1);
+		facts_add(&f, d, info, i);
+	}
+	if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == d->ts_col) {
+		ordered = info->aOrderBy[0].desc ? ORDER_DESC : ORDER_ASC;
+		info->orderByConsumed = 1;
+	}
+	/* a row cap is only sound when the rows come in the final order */
+	if (limit >= 0 && (info->nOrderBy == 0 || ordered)) {
+		info->aConstraintUsage[limit].argvIndex = ++argv;
+		sqlite3_str_appendf(s, ";L%d", argv - 1);
+		if (offset >= 0) {
+			info->aConstraintUsage[offset].argvIndex = ++argv;
+			sqlite3_str_appendf(s, ";O%d", argv - 1);
+		}
+	}
+	info->idxNum = ordered;
+	info->idxStr = sqlite3_str_finish(s);
+	if (!info->idxStr)
+		return SQLITE_NOMEM;
+	info->needToFreeIdxStr = 1;
+	plan_cost(vt, info, &f);
+	return SQLITE_OK;
+}
+
+/* ---- xFilter ------------------------------------------------------------------------------ */
+
+/* Parse a new plan and lay out the statement's columns. */
+static int cursor_plan(struct span_cursor *cur, int idx_num, const char *idx_str)
+{
+	const struct span_desc *d = cur->vt->desc;
+	struct span_plan *pl = &cur->plan;
+	int rc, k = 1; /* column 0 is the rowid */
+
+	if (cur->idx_str && idx_str && cur->idx_num == idx_num && strcmp(cur->idx_str, idx_str) == 0)
+		return SQLITE_OK;
+	sqlite3_free(cur->idx_str);
+	cur->idx_str = NULL;
+	rc = plan_parse(idx_str, idx_num, d->ncols, pl);
+	if (rc == SQLITE_ERROR)
+		vtab_error(cur->vt, "span: bad plan '%s'", idx_str ? idx_str : "");
+	if (rc != SQLITE_OK)
+		return rc;
+	cur->ts_stmt_col = -1;
+	for (int c = 0; c < d->ncols; c++) {
+		uint64_t bit = c < 63 ? 1ULL << c : 1ULL << 63;
+		int want = (pl->used & bit) || (c == d->ts_col && pl->order);
+
+		cur->map[c] = want ? k++ : -1;
+		if (c == d->ts_col)
+			cur->ts_stmt_col = cur->map[c];
+	}
+	cur->idx_num = idx_num;
+	cur->idx_str = sqlite3_mprintf("%s", idx_str);
+	return cur->idx_str ? SQLITE_OK : SQLITE_NOMEM;
+}
+
+/* The SQL a partition runs; clamp: bind the time range of its metadata. */
+static char *cursor_sql(const struct span_cursor *cur, int clamp)
+{
+	const struct span_desc *d = cur->vt->desc;
+	const struct span_plan *pl = &cur->plan;
+	sqlite3_str *s = sqlite3_str_new(NULL);
+	const char *sep = " WHERE ";
+
+	sqlite3_str_appendall(s, "SELECT rowid");
+	for (int c = 0; c < d->ncols; c++)
+		if (cur->map[c] >= 0)
+			sqlite3_str_appendf(s, ", \"%w\"", d->cols[c].name);
+	sqlite3_str_appendf(s, " FROM \"%w\"", d->table);
+	for (int i = 0; i < pl->ncons; i++) {
+		const struct span_con *k = &pl->cons[i];
+
+		if (k->col == d->ncols || cur->skip[i])
+			continue;
+		sqlite3_str_appendf(s, "%s\"%w\"", sep, d->cols[k->col].name);
+		if (k->coll != 'B' && op_compares(k->op))
+			sqlite3_str_appendall(s, k->coll == 'N' ? " COLLATE NOCASE" : " COLLATE RTRIM");
+		sqlite3_str_appendf(s, " %s", op_sql(k->op));
+		if (op_has_value(k->op))
+			sqlite3_str_appendf(s, " ?%d", k->arg + 1);
+		sep = " AND ";
+	}
+	if (clamp)
+		sqlite3_str_appendf(s, "%s\"%w\" BETWEEN ?%d AND ?%d", sep,
+				    d->cols[d->ts_col].name, cur->nargs + 1, cur->nargs + 2);
+	if (pl->order)
+		sqlite3_str_appendf(s, " ORDER BY \"%w\"%s", d->cols[d->ts_col].name,
+				    pl->order == ORDER_DESC ? " DESC" : "");
+	if (cur->limit >= 0)
+		sqlite3_str_appendf(s, " LIMIT ?%d", cur->nargs + 3);
+	return sqlite3_str_finish(s);
+}
+
+static void cursor_free_args(struct span_cursor *cur)
+{
+	for (int i = 0; i < cur->nargs; i++)
+		sqlite3_value_free(cur->args[i]);
+	sqlite3_free(cur->args);
+	cur->args = NULL;
+	cur->nargs = 0;
+	sqlite3_free(cur->skip);
+	cur->skip = NULL;
+	sqlite3_free(cur->sql[0]);
+	sqlite3_free(cur->sql[1]);
+	cur->sql[0] = cur->sql[1] = NULL;
+}
+
+/* argv lives for this call only; partitions are opened later. */
+static int cursor_keep_args(struct span_cursor *cur, int argc, sqlite3_value **argv)
+{
+	cursor_free_args(cur);
+	cur->args = sqlite3_malloc64(sizeof(*cur->args) * (uint64_t)(argc + 1));
+	cur->skip = sqlite3_malloc64((uint64_t)cur->plan.ncons + 1);
+	if (!cur->args || !cur->skip)
+		return SQLITE_NOMEM;
+	memset(cur->skip, 0, (size_t)cur->plan.ncons + 1);
+	for (; cur->nargs < argc; cur->nargs++) {
+		cur->args[cur->nargs] = sqlite3_value_dup(argv[cur->nargs]);
+		if (!cur->args[cur->nargs])
+			return SQLITE_NOMEM;
+	}
+	return SQLITE_OK;
+}
+
+/* Metadata of every entry for this statement: cached for sealed files,
+ * read again for the others. */
+static int cursor_snapshot(struct span_cursor *cur)
+{
+	struct span_conn *c = cur->vt->conn;
+	size_t nopen = 0, k = 0;
+	int rc;
+
+	if (cur->snap)
+		return SQLITE_OK;
+	rc = set_snapshot(c->set, &cur->snap);
+	if (rc) {
+		vtab_error(cur->vt, "%s: cannot list partitions: %s", c->set->dir, strerror(-rc));
+		return rc == -ENOMEM ? SQLITE_NOMEM : SQLITE_IOERR;
+	}
+	lru_sweep(c, cur->snap);
+	for (size_t i = 0; i < cur->snap->n; i++)
+		nopen += !cur->snap->parts[i].immutable;
+	cur->ps = sqlite3_malloc64(sizeof(*cur->ps) * (cur->snap->n + 1));
+	cur->fresh = sqlite3_malloc64(sizeof(*cur->fresh) * (nopen + 1));
+	if (!cur->ps || !cur->fresh)
+		return SQLITE_NOMEM;
+	memset(cur->ps, 0, sizeof(*cur->ps) * (cur->snap->n + 1));
+	for (size_t i = 0; i < cur->snap->n; i++) {
+		const struct span_part *p = &cur->snap->parts[i];
+		char path[PATH_MAX];
+
+		if (p->status == CATALOG_BROKEN) {
+			cur->ps[i].state = PS_BROKEN;
+		} else if (p->immutable) {
+			cur->ps[i].state = PS_READY;
+			cur->ps[i].meta = &p->meta;
+		} else if (part_path(c->set, p->name, path, sizeof(path)) == 0 &&
+			   (rc = partition_read_meta(path, &cur->fresh[k])) == 0) {
+			cur->ps[i].state = PS_READY;
+			cur->ps[i].meta = &cur->fresh[k++];
+		} else {
+			cur->ps[i].state = rc == -ENOENT ? PS_GONE : PS_BROKEN;
+		}
+	}
+	cur->nfresh = k;
+	return SQLITE_OK;
+}
+
+/* Time and name constraints of this xFilter. */
+struct prune {
+	struct trange ts, ts_end;
+	const struct span_con *names[8];
+	sqlite3_value *name_vals[8];
+	int nnames;
+	int only_time;  /* every pushed constraint is on a time column or the name */
+};
+
+static int cursor_prune_setup(struct span_cursor *cur, struct prune *pr)
+{
+	const struct span_desc *d = cur->vt->desc;
+	int rc = SQLITE_OK;
+
+	trange_init(&pr->ts);
+	trange_init(&pr->ts_end);
+	pr->nnames = 0;
+	pr->only_time = 1;
+	for (int i = 0; rc == SQLITE_OK && i < cur->plan.ncons; i++) {
+		const struct span_con *k = &cur->plan.cons[i];
+		sqlite3_value *v = k->arg >= 0 && k->arg < cur->nargs ? cur->args[k->arg] : NULL;
+		int vt = v ? sqlite3_value_type(v) : SQLITE_NULL;
+
+		if (k->col == d->ncols) {
+			if (vt == SQLITE_TEXT && pr->nnames < 8) {
+				pr->names[pr->nnames] = k;
+				pr->name_vals[pr->nnames++] = v;
+			}
+			continue;
+		}
+		if (d->cols[k->col].text && op_compares(k->op) &&
+		    (vt == SQLITE_INTEGER || vt == SQLITE_FLOAT))
+			cur->skip[i] = 1; /* SQLite's affinity rules would differ: it checks */
+		if (k->col == d->ts_col && v)
+			rc = trange_apply(&pr->ts, k->op, v);
+		else if (k->col == d->ts_end_col && v)
+			rc = trange_apply(&pr->ts_end, k->op, v);
+		if (k->col != d->ts_col)
+			pr->only_time = 0;
+		else if (!op_range(k->op))
+			pr->only_time = 0;
+	}
+	return rc;
+}
+
+static int name_matches(const struct prune *pr, const char *name)
+{
+	for (int i = 0; i < pr->nnames; i++) {
+		int c = strcmp(name, (const char *)sqlite3_value_text(pr->name_vals[i]));
+
+		switch (pr->names[i]->op) {
+		case SQLITE_INDEX_CONSTRAINT_EQ:
+		case SQLITE_INDEX_CONSTRAINT_IS:
+			if (c != 0)
+				return 0;
+			break;
+		case SQLITE_INDEX_CONSTRAINT_GT: if (c <= 0) return 0; break;
+		case SQLITE_INDEX_CONSTRAINT_GE: if (c < 0) return 0; break;
+		case SQLITE_INDEX_CONSTRAINT_LT: if (c >= 0) return 0; break;
+		case SQLITE_INDEX_CONSTRAINT_LE: if (c > 0) return 0; break;
+		default: break;
+		}
+	}
+	return 1;
+}
+
+/* Whether the metadata answers for p: no column is read, every constraint
+ * is on ts and p lies inside the range. */
+static int cand_countable(const struct span_cursor *cur, const struct prune *pr,
+			  const struct span_part *p, const struct cand *c)
+{
+	const struct span_desc *d = cur->vt->desc;
+	uint64_t cols = cur->plan.used & ~(1ULL << d->ncols);
+
+	return p->immutable && !cur->plan.order && cols == 0 && pr->only_time &&
+	       !pr->ts.inexact && c->ts_min >= pr->ts.lo && c->ts_max <= pr->ts.hi;
+}
+
+/* Whether p can hold rows of this query (rows, time ranges, name). */
+static int cand_wanted(const struct span_cursor *cur, const struct prune *pr,
+		       const struct span_part *p, const struct partition_meta *m)
+{
+	const struct span_desc *d = cur->vt->desc;
+	int t = d->meta;
+
+	if (!m->tables[t].rows || !name_matches(pr, p->name))
+		return 0;
+	if (!trange_overlaps(&pr->ts, m->tables[t].ts_min, m->tables[t].ts_max))
+		return 0;
+	return d->ts_end_col < 0 ||
+	       trange_overlaps(&pr->ts_end, m->tables[t].ts_end_min, m->tables[t].ts_end_max);
+}
+
+static int cand_cmp_asc(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->ts_min != y->ts_min)
+		return x->ts_min < y->ts_min ? -1 : 1;
+	return x->part < y->part ? -1 : x->part > y->part;
+}
+
+static int cand_cmp_desc(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->ts_max != y->ts_max)
+		return x->ts_max > y->ts_max ? -1 : 1;
+	return x->part < y->part ? 1 : x->part > y->part ? -1 : 0;
+}
+
+static int cursor_grow(struct span_cursor *cur, size_t n)
+{
+	void *a, *b, *c;
+
+	if (n <= cur->cap)
+		return SQLITE_OK;
+	a = sqlite3_realloc64(cur->cands, sizeof(*cur->cands) * n);
+	if (a)
+		cur->cands = a;
+	b = sqlite3_realloc64(cur->streams, sizeof(*cur->streams) * n);
+	if (b)
+		cur->streams = b;
+	c = sqlite3_realloc64(cur->heap, sizeof(*cur->heap) * n);
+	if (c)
+		cur->heap = c;
+	if (!a || !b || !c)
+		return SQLITE_NOMEM;
+	cur->cap = n;
+	return SQLITE_OK;
+}
+
+/* The partitions this xFilter reads, pruned and in reading order. */
+static int cursor_candidates(struct span_cursor *cur, const struct prune *pr)
+{
+	const struct span_desc *d = cur->vt->desc;
+	struct span_conn *conn = cur->vt->conn;
+	uint64_t pruned = 0, skipped = 0;
+	int rc = cursor_grow(cur, cur->snap->n + 1);
+
+	if (rc != SQLITE_OK)
+		return rc;
+	for (size_t i = 0; i < cur->snap->n; i++) {
+		const struct span_part *p = &cur->snap->parts[i];
+		const struct part_state *st = &cur->ps[i];
+		struct cand *c = &cur->cands[cur->ncands];
+
+		if (strcmp(p->kind, d->kind) != 0 || st->state == PS_GONE)
+			continue;
+		if (st->state == PS_BROKEN) {
+			skipped++;
+			continue;
+		}
+		if (!cand_wanted(cur, pr, p, st->meta)) {
+			pruned++;
+			continue;
+		}
+		c->part = i;
+		c->meta = st->meta;
+		c->ts_min = st->meta->tables[d->meta].ts_min;
+		c->ts_max = st->meta->tables[d->meta].ts_max;
+		c->counted = cand_countable(cur, pr, p, c);
+		cur->ncands++;
+	}
+	count(&conn->pruned, pruned);
+	count(&conn->skipped, skipped);
+	if (cur->plan.order == ORDER_ASC)
+		qsort(cur->cands, cur->ncands, sizeof(*cur->cands), cand_cmp_asc);
+	else if (cur->plan.order == ORDER_DESC)
+		qsort(cur->cands, cur->ncands, sizeof(*cur->cands), cand_cmp_desc);
+	return SQLITE_OK;
+}
+
+/* Rows any one partition may have to give: LIMIT + OFFSET, or all. */
+static int64_t cursor_limit(const struct span_cursor *cur)
+{
+	const struct span_plan *pl = &cur->plan;
+	int64_t limit, offset = 0;
+
+	if (pl->limit_arg < 0 || pl->limit_arg >= cur->nargs ||
+	    sqlite3_value_numeric_type(cur->args[pl->limit_arg]) != SQLITE_INTEGER)
+		return -1;
+	limit = sqlite3_value_int64(cur->args[pl->limit_arg]);
+	if (pl->offset_arg >= 0 && pl->offset_arg < cur->nargs &&
+	    sqlite3_value_numeric_type(cur->args[pl->offset_arg]) == SQLITE_INTEGER)
+		offset = sqlite3_value_int64(cur->args[pl->offset_arg]);
+	if (limit < 0)
+		return -1;
+	if (offset < 0)
+		offset = 0;
+	return limit > INT64_MAX - offset ? -1 : limit + offset;
+}
+
+static int span_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_str, int argc,
+		       sqlite3_value **argv)
+{
+	struct span_cursor *cur = (struct span_cursor *)base;
+	struct prune pr;
+	int rc;
+
+	cursor_release(cur);
+	rc = cursor_plan(cur, idx_num, idx_str);
+	if (rc == SQLITE_OK)
+		rc = cursor_keep_args(cur, argc, argv);
+	if (rc == SQLITE_OK)
+		rc = cursor_snapshot(cur);
+	if (rc == SQLITE_OK)
+		rc = cursor_prune_setup(cur, &pr);
+	if (rc != SQLITE_OK)
+		return rc;
+	cur->limit = cursor_limit(cur);
+	cur->sql[0] = cursor_sql(cur, 0);
+	cur->sql[1] = cursor_sql(cur, cur->plan.order != ORDER_NONE);
+	if (!cur->sql[0] || !cur->sql[1])
+		return SQLITE_NOMEM;
+	rc = cursor_candidates(cur, &pr);
+	return rc == SQLITE_OK ? cursor_fill(cur) : rc;
+}
+
+static int span_next(sqlite3_vtab_cursor *base)
+{
+	struct span_cursor *cur = (struct span_cursor *)base;
+	struct stream *s = cur->heap[0];
+	int rc = stream_step(cur, s);
+
+	if (rc == SQLITE_ROW) {
+		if (!cur->plan.order)
+			return SQLITE_OK; /* one partition at a time: still this one */
+		heap_down(cur, 0);
+	} else if (rc == SQLITE_DONE) {
+		heap_pop(cur);
+	} else {
+		return rc;
+	}
+	return cursor_fill(cur);
+}
+
+static int span_eof(sqlite3_vtab_cursor *base)
+{
+	return ((struct span_cursor *)base)->nheap == 0;
+}
+
+static int span_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col)
+{
+	struct span_cursor *cur = (struct span_cursor *)base;
+	const struct stream *s = cur->heap[0];
+	int k;
+
+	if (col == cur->vt->desc->ncols) {
+		const struct span_part *p = &cur->snap->parts[cur->cands[s->cand].part];
+
+		sqlite3_result_text(ctx, p->name, -1, SQLITE_TRANSIENT);
+		return SQLITE_OK;
+	}
+	k = col >= 0 && col < cur->vt->desc->ncols ? cur->map[col] : -1;
+	if (k < 0 || !s->ps)
+		return SQLITE_OK; /* a column SQLite said it would not use: NULL */
+	switch (sqlite3_column_type(s->ps->st, k)) {
+	case SQLITE_INTEGER:
+		sqlite3_result_int64(ctx, sqlite3_column_int64(s->ps->st, k));
+		break;
+	case SQLITE_NULL:
+		break;
+	default:
+		sqlite3_result_value(ctx, sqlite3_column_value(s->ps->st, k));
+	}
+	return SQLITE_OK;
+}
+
+static int span_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
+{
+	struct span_cursor *cur = (struct span_cursor *)base;
+	const struct stream *s = cur->heap[0];
+	int64_t part = (int64_t)cur->cands[s->cand].part + 1;
+	int64_t r = s->ps ? sqlite3_column_int64(s->ps->st, 0) : s->counted_rowid;
+
+	*rowid = part << SPAN_ROWID_SHIFT | (r & ((1LL << SPAN_ROWID_SHIFT) - 1));
+	return SQLITE_OK;
+}
+
+/* ---- connect, open, close ------------------------------------------------------------------- */
+
+static char *declare_sql(const struct span_desc *d)
+{
+	sqlite3_str *s = sqlite3_str_new(NULL);
+
+	sqlite3_str_appendall(s, "CREATE TABLE x(");
+	for (int c = 0; c < d->ncols; c++)
+		sqlite3_str_appendf(s, "\"%w\" %s, ", d->cols[c].name, d->cols[c].decl);
+	sqlite3_str_appendall(s, "partition TEXT HIDDEN)");
+	return sqlite3_str_finish(s);
+}
+
+static const char partitions_decl[] =
+	"CREATE TABLE x(name TEXT, kind TEXT, status TEXT, period_start INTEGER,"
+	" period_end INTEGER, seq INTEGER, created INTEGER, sealed_at INTEGER,"
+	" ts_min INTEGER, ts_max INTEGER, flows INTEGER, connections INTEGER,"
+	" tcp_states INTEGER, bytes INTEGER, error TEXT)";
+
+static int span_connect(sqlite3 *db, void *aux_arg, int argc, const char *const *argv,
+			sqlite3_vtab **out, char **err)
+{
+	const struct span_aux *aux = aux_arg;
+	struct span_vtab *vt;
+	char *decl = aux->desc ? declare_sql(aux->desc) : NULL;
+	int rc;
+
+	(void)argc, (void)argv;
+	if (aux->desc && !decl)
+		return SQLITE_NOMEM;
+	rc = sqlite3_declare_vtab(db, decl ? decl : partitions_decl);
+	sqlite3_free(decl);
+	if (rc != SQLITE_OK) {
+		*err = sqlite3_mprintf("span: %s", sqlite3_errmsg(db));
+		return rc;
+	}
+	vt = sqlite3_malloc(sizeof(*vt));
+	if (!vt)
+		return SQLITE_NOMEM;
+	memset(vt, 0, sizeof(*vt));
+	vt->conn = aux->conn;
+	vt->desc = aux->desc;
+	*out = &vt->base;
+	return SQLITE_OK;
+}
+
+static int span_disconnect(sqlite3_vtab *base)
+{
+	sqlite3_free(base);
+	return SQLITE_OK;
+}
+
+static int span_open(sqlite3_vtab *base, sqlite3_vtab_cursor **out)
+{
+	struct span_cursor *cur = sqlite3_malloc(sizeof(*cur));
+
+	if (!cur)
+		return SQLITE_NOMEM;
+	memset(cur, 0, sizeof(*cur));
+	cur->vt = (struct span_vtab *)base;
+	plan_clear(&cur->plan);
+	*out = &cur->base;
+	return SQLITE_OK;
+}
+
+static int span_close(sqlite3_vtab_cursor *base)
+{
+	struct span_cursor *cur = (struct span_cursor *)base;
+
+	cursor_release(cur);
+	while (cur->owned.head) {
+		struct phandle *h = cur->owned.head;
+
+		list_unlink(&cur->owned, h);
+		handle_close(h);
+	}
+	cursor_free_args(cur);
+	plan_clear(&cur->plan);
+	sqlite3_free(cur->idx_str);
+	sqlite3_free(cur->cands);
+	sqlite3_free(cur->streams);
+	sqlite3_free(cur->heap);
+	sqlite3_free(cur->ps);
+	sqlite3_free(cur->fresh);
+	snap_unref(cur->snap);
+	sqlite3_free(cur);
+	return SQLITE_OK;
+}
+
+/* ---- the partitions table ------------------------------------------------------------------- */
+
+enum {
+	PC_NAME, PC_KIND, PC_STATUS, PC_PERIOD_START, PC_PERIOD_END, PC_SEQ, PC_CREATED,
+	PC_SEALED_AT, PC_TS_MIN, PC_TS_MAX, PC_FLOWS, PC_CONNECTIONS, PC_TCP_STATES, PC_BYTES,
+	PC_ERROR,
+};
+
+struct prow {
+	const struct span_part *p;
+	struct partition_meta meta;
+	int has_meta;
+	int64_t bytes;
+	char error[160];
+};
+
+struct parts_cursor {
+	sqlite3_vtab_cursor base;
+	struct span_vtab *vt;
+	struct span_snap *snap;
+	struct prow *rows;
+	size_t n, i;
+};
+
+static int parts_best_index(sqlite3_vtab *base, sqlite3_index_info *info)
+{
+	(void)base;
+	info->estimatedCost = 100;
+	info->estimatedRows = 100;
+	return SQLITE_OK;
+}
+
+static int64_t file_bytes(const char *path)
+{
+	char wal[PATH_MAX + 8];
+	struct stat st;
+	int64_t n = 0;
+
+	if (stat(path, &st) == 0)
+		n += st.st_size;
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (stat(wal, &st) == 0)
+		n += st.st_size;
+	return n;
+}
+
+/* One row: metadata cached for sealed files, read now for the others.
+ * Returns 1 to list it, 0 when the file is gone. */
+static int prow_fill(const struct span_set *set, const struct span_part *p, struct prow *r)
+{
+	char path[PATH_MAX];
+	int rc;
+
+	memset(r, 0, sizeof(*r));
+	r->p = p;
+	if (part_path(set, p->name, path, sizeof(path)))
+		return 0;
+	snprintf(r->error, sizeof(r->error), "%s", p->error);
+	if (p->immutable) {
+		r->meta = p->meta;
+		r->has_meta = 1;
+	} else if (p->status != CATALOG_BROKEN) {
+		rc = partition_read_meta(path, &r->meta);
+		if (rc == -ENOENT)
+			return 0;
+		r->has_meta = rc == 0;
+		snprintf(r->error, sizeof(r->error), "%s", rc ? schema_last_error() : "");
+	}
+	r->bytes = file_bytes(path);
+	return 1;
+}
+
+static int parts_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_str, int argc,
+			sqlite3_value **argv)
+{
+	struct parts_cursor *cur = (struct parts_cursor *)base;
+	struct span_set *set = cur->vt->conn->set;
+	int rc;
+
+	(void)idx_num, (void)idx_str, (void)argc, (void)argv;
+	cur->n = cur->i = 0;
+	if (!cur->snap && (rc = set_snapshot(set, &cur->snap))) {
+		vtab_error(cur->vt, "%s: cannot list partitions: %s", set->dir, strerror(-rc));
+		return rc == -ENOMEM ? SQLITE_NOMEM : SQLITE_IOERR;
+	}
+	if (!cur->rows) {
+		cur->rows = sqlite3_malloc64(sizeof(*cur->rows) * (cur->snap->n + 1));
+		if (!cur->rows)
+			return SQLITE_NOMEM;
+	}
+	for (size_t i = 0; i < cur->snap->n; i++)
+		cur->n += (size_t)prow_fill(set, &cur->snap->parts[i], &cur->rows[cur->n]);
+	return SQLITE_OK;
+}
+
+static int parts_next(sqlite3_vtab_cursor *base)
+{
+	((struct parts_cursor *)base)->i++;
+	return SQLITE_OK;
+}
+
+static int parts_eof(sqlite3_vtab_cursor *base)
+{
+	const struct parts_cursor *cur = (const struct parts_cursor *)base;
+
+	return cur->i >= cur->n;
+}
+
+static const char *status_name(enum catalog_status s)
+{
+	return s == CATALOG_SEALED ? "sealed" : s == CATALOG_OPEN ? "open" : "broken";
+}
+
+/* min of ts_min and max of ts_max over the tables that have rows */
+static int prow_range(const struct prow *r, int64_t *min, int64_t *max)
+{
+	int any = 0;
+
+	for (int t = 0; r->has_meta && t < SCHEMA_NTABLES; t++) {
+		if (!r->meta.tables[t].rows)
+			continue;
+		if (!any || r->meta.tables[t].ts_min < *min)
+			*min = r->meta.tables[t].ts_min;
+		if (!any || r->meta.tables[t].ts_max > *max)
+			*max = r->meta.tables[t].ts_max;
+		any = 1;
+	}
+	return any;
+}
+
+static void result_meta(sqlite3_context *ctx, const struct prow *r, int col)
+{
+	const struct partition_meta *m = &r->meta;
+	int64_t min = 0, max = 0;
+
+	if (!r->has_meta)
+		return; /* NULL */
+	switch (col) {
+	case PC_PERIOD_END: sqlite3_result_int64(ctx, m->period_end_ns); break;
+	case PC_CREATED: sqlite3_result_int64(ctx, m->created_ns); break;
+	case PC_SEALED_AT:
+		if (m->sealed)
+			sqlite3_result_int64(ctx, m->sealed_ns);
+		break;
+	case PC_TS_MIN:
+	case PC_TS_MAX:
+		if (prow_range(r, &min, &max))
+			sqlite3_result_int64(ctx, col == PC_TS_MIN ? min : max);
+		break;
+	case PC_FLOWS: sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_FLOWS].rows); break;
+	case PC_CONNECTIONS:
+		sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_CONNECTIONS].rows);
+		break;
+	case PC_TCP_STATES:
+		sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_TCP_STATES].rows);
+		break;
+	default: break;
+	}
+}
+
+static int parts_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col)
+{
+	const struct parts_cursor *cur = (const struct parts_cursor *)base;
+	const struct prow *r = &cur->rows[cur->i];
+
+	switch (col) {
+	case PC_NAME: sqlite3_result_text(ctx, r->p->name, -1, SQLITE_TRANSIENT); break;
+	case PC_KIND: sqlite3_result_text(ctx, r->p->kind, -1, SQLITE_STATIC); break;
+	case PC_STATUS: sqlite3_result_text(ctx, status_name(r->p->status), -1, SQLITE_STATIC); break;
+	case PC_PERIOD_START: sqlite3_result_int64(ctx, r->p->period_start); break;
+	case PC_SEQ: sqlite3_result_int64(ctx, r->p->seq); break;
+	case PC_BYTES: sqlite3_result_int64(ctx, r->bytes); break;
+	case PC_ERROR:
+		if (r->error[0])
+			sqlite3_result_text(ctx, r->error, -1, SQLITE_TRANSIENT);
+		break;
+	default: result_meta(ctx, r, col); break;
+	}
+	return SQLITE_OK;
+}
+
+static int parts_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
+{
+	*rowid = (sqlite3_int64)((struct parts_cursor *)base)->i + 1;
+	return SQLITE_OK;
+}
+
+static int parts_open(sqlite3_vtab *base, sqlite3_vtab_cursor **out)
+{
+	struct parts_cursor *cur = sqlite3_malloc(sizeof(*cur));
+
+	if (!cur)
+		return SQLITE_NOMEM;
+	memset(cur, 0, sizeof(*cur));
+	cur->vt = (struct span_vtab *)base;
+	*out = &cur->base;
+	return SQLITE_OK;
+}
+
+static int parts_close(sqlite3_vtab_cursor *base)
+{
+	struct parts_cursor *cur = (struct parts_cursor *)base;
+
+	sqlite3_free(cur->rows);
+	snap_unref(cur->snap);
+	sqlite3_free(cur);
+	return SQLITE_OK;
+}
+
+/* ---- registration ------------------------------------------------------------------------- */
+
+/* xCreate NULL: eponymous only, "SELECT * FROM flows" needs no CREATE. */
+static const sqlite3_module span_module = {
+	.xConnect = span_connect,
+	.xBestIndex = span_best_index,
+	.xDisconnect = span_disconnect,
+	.xDestroy = span_disconnect,
+	.xOpen = span_open,
+	.xClose = span_close,
+	.xFilter = span_filter,
+	.xNext = span_next,
+	.xEof = span_eof,
+	.xColumn = span_column,
+	.xRowid = span_rowid,
+};
+
+static const sqlite3_module parts_module = {
+	.xConnect = span_connect,
+	.xBestIndex = parts_best_index,
+	.xDisconnect = span_disconnect,
+	.xDestroy = span_disconnect,
+	.xOpen = parts_open,
+	.xClose = parts_close,
+	.xFilter = parts_filter,
+	.xNext = parts_next,
+	.xEof = parts_eof,
+	.xColumn = parts_column,
+	.xRowid = parts_rowid,
+};
+
+/* Module destructor: the connection state goes with the last module
+ * (sqlite3_close runs them after every table is disconnected). */
+static void aux_free(void *arg)
+{
+	struct span_aux *aux = arg;
+	struct span_conn *c = aux->conn;
+
+	free(aux);
+	if (--c->refs == 0)
+		conn_free(c);
+}
+
+static int module_add(sqlite3 *db, struct span_conn *c, const char *name,
+		      const sqlite3_module *m, const struct span_desc *d)
+{
+	struct span_aux *aux = malloc(sizeof(*aux));
+
+	if (!aux)
+		return SQLITE_NOMEM;
+	aux->conn = c;
+	aux->desc = d;
+	c->refs++;
+	/* on failure SQLite calls aux_free itself */
+	return sqlite3_create_module_v2(db, name, m, aux, aux_free);
+}
+
+static struct span_conn *registry_find(sqlite3 *db)
+{
+	struct span_conn *c;
+
+	for (c = registry; c && c->db != db; c = c->next_registered)
+		;
+	return c;
+}
+
+int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt,
+		  void *interrupt_ctx)
+{
+	struct span_conn *c;
+	int rc = SQLITE_OK;
+
+	if (!db || !set)
+		return SQLITE_MISUSE;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return SQLITE_NOMEM;
+	c->db = db;
+	c->set = set;
+	c->max_handles = handles_bound();
+	c->interrupt = interrupt;
+	c->interrupt_ctx = interrupt_ctx;
+	pthread_mutex_lock(&registry_lock);
+	if (registry_find(db)) {
+		pthread_mutex_unlock(&registry_lock);
+		free(c);
+		return SQLITE_MISUSE; /* once per connection */
+	}
+	c->next_registered = registry;
+	registry = c;
+	pthread_mutex_unlock(&registry_lock);
+	c->refs = 1; /* ours, while registering */
+	for (int i = 0; rc == SQLITE_OK && i < NDESCS; i++)
+		rc = module_add(db, c, span_descs[i].name, &span_module, &span_descs[i]);
+	if (rc == SQLITE_OK)
+		rc = module_add(db, c, "partitions", &parts_module, NULL);
+	if (--c->refs == 0)
+		conn_free(c);
+	return rc;
+}
+
+void span_counters_get(sqlite3 *db, struct span_counters *out)
+{
+	struct span_conn *c;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&registry_lock);
+	c = registry_find(db);
+	if (c) {
+		out->partitions_opened = atomic_load(&c->opened);
+		out->partitions_pruned = atomic_load(&c->pruned);
+		out->rows_read = atomic_load(&c->rows);
+		out->partitions_counted = atomic_load(&c->counted);
+		out->partitions_skipped = atomic_load(&c->skipped);
+		out->files_opened = atomic_load(&c->files);
+	}
+	pthread_mutex_unlock(&registry_lock);
+}
+
+void span_counters_reset(sqlite3 *db)
+{
+	struct span_conn *c;
+
+	pthread_mutex_lock(&registry_lock);
+	c = registry_find(db);
+	if (c) {
+		atomic_store(&c->opened, 0);
+		atomic_store(&c->pruned, 0);
+		atomic_store(&c->rows, 0);
+		atomic_store(&c->counted, 0);
+		atomic_store(&c->skipped, 0);
+		atomic_store(&c->files, 0);
+	}
+	pthread_mutex_unlock(&registry_lock);
+}

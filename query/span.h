@@ -1,0 +1,70 @@
+/*
+ * span: the tables that span every partition of a data dir.
+ *
+ * flows, connections and tcp_states each read as one table over every
+ * partition file (open and sealed); partitions lists the files themselves.
+ * They are SQLite virtual tables (eponymous: no CREATE VIRTUAL TABLE needed)
+ * that open the partitions they need themselves, read-only (sealed files
+ * with immutable=1), so a query is not limited by SQLite's ten ATTACHed
+ * databases and never takes a lock a writer would notice.
+ *
+ *  - A constraint on ts (=, <, <=, >, >=, BETWEEN) skips the partitions whose
+ *    recorded [ts_min, ts_max] (meta_tables) cannot match: they are not even
+ *    opened.
+ *  - Every other usable constraint (=, <, <=, >, >=, IS, IS NULL, IS NOT NULL,
+ *    LIKE, GLOB, != on any column) is pushed into the SQL each partition runs,
+ *    so it reaches that partition's own indexes.
+ *  - ORDER BY ts (ASC or DESC) is produced by a lazy k-way merge over the
+ *    partitions in time order (orderByConsumed), and LIMIT/OFFSET reach the
+ *    tables, so "ORDER BY ts DESC LIMIT 10" opens and reads only what it needs.
+ *
+ * The partition list and the metadata of sealed partitions (which never
+ * change) are cached in a span_set shared by every connection; open
+ * partitions' metadata is re-read at each query, so rows committed a moment
+ * ago are visible.
+ */
+#ifndef FLOWSTORE_SPAN_H
+#define FLOWSTORE_SPAN_H
+
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+/* A data dir's partitions, with cached metadata. Thread-safe: one per data
+ * dir, shared by every query thread. */
+struct span_set;
+
+/* 0, or a negative errno (-ENOENT: no such dir). */
+int span_set_open(const char *dir, struct span_set **out);
+void span_set_free(struct span_set *set);
+
+/*
+ * Polled while a partition statement runs: return nonzero to stop the query
+ * (time budget spent, client gone). The span tables then fail the statement
+ * with SQLITE_INTERRUPT. May be NULL.
+ */
+typedef int (*span_interrupt_fn)(void *ctx);
+
+/* What the span tables of one connection have done, for tests, EXPLAIN-like
+ * diagnostics and /metrics. Counted since span_register or the last reset. */
+struct span_counters {
+	uint64_t partitions_opened;  /* partition files opened by queries */
+	uint64_t partitions_pruned;  /* skipped by a ts constraint, not opened */
+	uint64_t rows_read;          /* rows returned by partition statements */
+	uint64_t partitions_counted; /* answered from metadata alone (no column read,
+					every constraint on ts): not opened */
+	uint64_t partitions_skipped; /* broken or unreadable files left out */
+	uint64_t files_opened;       /* sqlite3_open calls; the rest of
+					partitions_opened came from the handle cache */
+};
+
+/* Register flows, connections, tcp_states and partitions on db (one per
+ * connection; the set must outlive db). 0 or an SQLite error code. */
+int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt,
+		  void *interrupt_ctx);
+
+/* This connection's counters (zeros if span_register was not called). */
+void span_counters_get(sqlite3 *db, struct span_counters *out);
+void span_counters_reset(sqlite3 *db);
+
+#endif /* FLOWSTORE_SPAN_H */

@@ -1,0 +1,1364 @@
+/*
+ * Unit tests of query/span.c: the tables that span every partition.
+ *
+ * The core is a property test. Random rows (all three tables, NULLs, IPv4
+ * and IPv6 addresses, late and early rows whose ts lies in another
+ * partition's period) go through the schema API into ~40 partitions, most
+ * sealed, some left open, and the same rows into one merged file. A few
+ * hundred random queries (time windows empty, narrow and unbounded, filters
+ * on every kind of column, ORDER BY ts with LIMIT/OFFSET, aggregates, OR, a
+ * join on sock_cookie) must give identical results through the span tables
+ * and on the merged file. The seed is printed; FLOWSTORE_SEED replays one.
+ *
+ * Then: the pruning counters against ranges read independently with
+ * partition_read_meta, files appearing, vanishing and broken between
+ * queries, an open partition growing, the interrupt callback, the
+ * partitions table against the metadata, and readers racing the sealer.
+ *
+ * Real SQLite files in a temp dir under $FLOWSTORE_TEST_TMP (else /tmp),
+ * removed whether the test passed or not.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "schema.h"
+#include "span.h"
+
+#define NS 1000000000LL
+#define MINUTE (60 * NS)
+#define HOUR (3600 * NS)
+#define T0 (1795809600LL * NS) /* 2026-11-27T20:00:00Z */
+#define NPARTS 40
+#define NQUERIES 400
+#define DIR_LEN 1024 /* a temp dir's path; PATH_MAX leaves room for a name */
+
+/* ---- random numbers (splitmix64: the seed replays everything) ------------------ */
+
+static uint64_t rng;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static int64_t below(int64_t n)
+{
+	return n > 0 ? (int64_t)(rnd() % (uint64_t)n) : 0;
+}
+
+static int chance(int pct)
+{
+	return below(100) < pct;
+}
+
+#define PICK(a) ((a)[below((int64_t)(sizeof(a) / sizeof((a)[0])))])
+
+static const char *const addrs[] = {
+	"10.0.0.1", "10.0.0.2", "10.0.0.5", "10.1.2.3", "192.168.1.10", "192.168.1.11",
+	"203.0.113.7", "198.51.100.20", "8.8.8.8", "2001:db8::1", "2001:db8::2",
+	"2001:db8:0:1::53", "fe80::1", "::1", "127.0.0.1",
+};
+static const char *const comms[] = { "curl", "sshd", "nginx", "", "Curl", "systemd-resolve" };
+static const char *const protos[] = { "tcp", "udp", "icmp", "icmp6", "47" };
+static const int ports[] = { 22, 53, 80, 443, 8080, 5353, 0, 123 };
+
+/* ---- temp dirs ------------------------------------------------------------------ */
+
+static void make_dir(char *buf, size_t len, const char *name)
+{
+	const char *base = getenv("FLOWSTORE_TEST_TMP");
+
+	if (!base || !*base)
+		base = "/tmp";
+	mkdir(base, 0755);
+	snprintf(buf, len, "%s/%s.XXXXXX", base, name);
+	assert_non_null(mkdtemp(buf));
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st, (void)flag, (void)ftw;
+	chmod(path, 0755);
+	return remove(path);
+}
+
+static void remove_dir(const char *dir)
+{
+	nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- rows ------------------------------------------------------------------------ */
+
+static uint64_t ts_counter;
+
+/* A time in [start, start + len): random, and unique across the test
+ * (the low digits count), so ORDER BY ts has exactly one right answer. */
+static int64_t unique_ts(int64_t start, int64_t len)
+{
+	return start + below(len / 1000) * 1000 + (int64_t)(ts_counter++ % 1000);
+}
+
+/* Most rows in their partition's period; some late (an earlier period),
+ * a few early (just after the period's end). */
+static int64_t row_ts(int64_t start)
+{
+	int r = (int)below(100);
+
+	if (r < 12 && start > T0)
+		return unique_ts(start - (1 + below(3)) * HOUR, HOUR);
+	if (r < 16)
+		return unique_ts(start + HOUR, 10 * MINUTE);
+	return unique_ts(start, HOUR);
+}
+
+static void set_addr(char *dst, size_t len)
+{
+	snprintf(dst, len, "%s", chance(6) ? "" : PICK(addrs));
+}
+
+static int pick_port(void)
+{
+	return chance(60) ? PICK(ports) : 1024 + (int)below(64000);
+}
+
+static int64_t pick_cookie(void)
+{
+	return chance(25) ? 0 : 1 + below(150);
+}
+
+static void random_flow(struct flow_row *f, int64_t start)
+{
+	static const char *const states[] = { "S0", "SF", "REJ", "OTH", "" };
+	static const char *const hist[] = { "ShADadFf", "Sr", "D", "" };
+	static const char *const ifs[] = { "eth0", "lo", "" };
+	static const char *const ends[] = { "fin", "rst", "idle_timeout", "active_timeout" };
+
+	memset(f, 0, sizeof(*f));
+	f->ts = row_ts(start);
+	f->ts_end = f->ts + below(600) * NS;
+	snprintf(f->proto, sizeof(f->proto), "%s", PICK(protos));
+	set_addr(f->orig_addr, sizeof(f->orig_addr));
+	set_addr(f->resp_addr, sizeof(f->resp_addr));
+	f->orig_port = (uint16_t)pick_port();
+	f->resp_port = (uint16_t)pick_port();
+	f->orig_pkts = below(1000);
+	f->orig_bytes = below(1000000);
+	f->resp_pkts = below(1000);
+	f->resp_bytes = below(5000000);
+	snprintf(f->conn_state, sizeof(f->conn_state), "%s", PICK(states));
+	snprintf(f->history, sizeof(f->history), "%s", PICK(hist));
+	snprintf(f->ifname, sizeof(f->ifname), "%s", PICK(ifs));
+	snprintf(f->end_reason, sizeof(f->end_reason), "%s", PICK(ends));
+	f->pid = chance(30) ? 0 : 100 + (uint32_t)below(10);
+	snprintf(f->comm, sizeof(f->comm), "%s", PICK(comms));
+	f->sock_cookie = pick_cookie();
+}
+
+static void random_conn(struct conn_row *c, int64_t start)
+{
+	static const char *const dirs[] = { "out", "in", "" };
+	static const char *const closes[] = { "FIN_WAIT2", "LAST_ACK", "SYN_SENT", "" };
+
+	memset(c, 0, sizeof(*c));
+	c->ts = row_ts(start);
+	c->ts_end = c->ts + below(900) * NS;
+	c->sock_cookie = pick_cookie();
+	c->cgroup_id = chance(20) ? 0 : 4000 + below(5);
+	c->bytes_sent = below(1 << 20);
+	c->bytes_received = below(1 << 22);
+	c->segs_out = below(500);
+	c->segs_in = below(500);
+	c->retransmits = below(4);
+	c->srtt_us = below(100000);
+	c->pid = chance(25) ? 0 : 100 + (uint32_t)below(10);
+	c->uid = (uint32_t)below(3) * 1000;
+	c->orig_port = (uint16_t)pick_port();
+	c->resp_port = (uint16_t)pick_port();
+	snprintf(c->direction, sizeof(c->direction), "%s", PICK(dirs));
+	snprintf(c->close_state, sizeof(c->close_state), "%s", PICK(closes));
+	set_addr(c->orig_addr, sizeof(c->orig_addr));
+	set_addr(c->resp_addr, sizeof(c->resp_addr));
+	snprintf(c->comm, sizeof(c->comm), "%s", PICK(comms));
+	snprintf(c->states, sizeof(c->states), "%s",
+		 chance(50) ? "SYN_SENT>ESTABLISHED>FIN_WAIT1>FIN_WAIT2>CLOSE" : "SYN_RECV>CLOSE");
+}
+
+static void random_state(struct tcp_state_row *s, int64_t start)
+{
+	static const char *const names[] = { "SYN_SENT", "ESTABLISHED", "FIN_WAIT1", "CLOSE",
+					     "TIME_WAIT" };
+
+	memset(s, 0, sizeof(*s));
+	s->ts = row_ts(start);
+	s->sock_cookie = pick_cookie();
+	s->pid = chance(50) ? 0 : 100 + (uint32_t)below(10);
+	s->orig_port = (uint16_t)pick_port();
+	s->resp_port = (uint16_t)pick_port();
+	snprintf(s->direction, sizeof(s->direction), "%s", chance(30) ? "" : "out");
+	snprintf(s->old_state, sizeof(s->old_state), "%s", PICK(names));
+	snprintf(s->new_state, sizeof(s->new_state), "%s", PICK(names));
+	set_addr(s->orig_addr, sizeof(s->orig_addr));
+	set_addr(s->resp_addr, sizeof(s->resp_addr));
+	snprintf(s->comm, sizeof(s->comm), "%s", PICK(comms));
+}
+
+static void random_row(struct schema_row *r, enum schema_table t, int64_t start)
+{
+	r->table = t;
+	if (t == SCHEMA_FLOWS)
+		random_flow(&r->flow, start);
+	else if (t == SCHEMA_CONNECTIONS)
+		random_conn(&r->conn, start);
+	else
+		random_state(&r->state, start);
+}
+
+/* Add n random rows of t in a few transactions, to p and to merged. */
+static void add_rows(struct partition *p, struct partition *merged, enum schema_table t,
+		     int n, int64_t start)
+{
+	struct schema_row r;
+
+	while (n > 0) {
+		int batch = n < 50 ? n : 1 + (int)below(n);
+
+		assert_int_equal(partition_begin(p), 0);
+		if (merged)
+			assert_int_equal(partition_begin(merged), 0);
+		for (int i = 0; i < batch; i++) {
+			random_row(&r, t, start);
+			assert_int_equal(partition_add(p, &r), 0);
+			if (merged)
+				assert_int_equal(partition_add(merged, &r), 0);
+		}
+		assert_int_equal(partition_commit(p), 0);
+		if (merged)
+			assert_int_equal(partition_commit(merged), 0);
+		n -= batch;
+	}
+}
+
+/* n flows at ts, ts + 1, ... in one transaction */
+static void add_flows_at(struct partition *p, int64_t ts, int n)
+{
+	struct schema_row r;
+
+	assert_int_equal(partition_begin(p), 0);
+	for (int i = 0; i < n; i++) {
+		random_row(&r, SCHEMA_FLOWS, T0);
+		r.flow.ts = ts + i;
+		assert_int_equal(partition_add(p, &r), 0);
+	}
+	assert_int_equal(partition_commit(p), 0);
+}
+
+/* ---- running queries ---------------------------------------------------------------- */
+
+struct rows {
+	char **v;
+	size_t n, cap;
+};
+
+static void rows_free(struct rows *r)
+{
+	for (size_t i = 0; i < r->n; i++)
+		sqlite3_free(r->v[i]);
+	free(r->v);
+	memset(r, 0, sizeof(*r));
+}
+
+static void rows_add(struct rows *r, char *row)
+{
+	if (r->n == r->cap) {
+		r->cap = r->cap ? r->cap * 2 : 64;
+		r->v = realloc(r->v, r->cap * sizeof(*r->v));
+		assert_non_null(r->v);
+	}
+	r->v[r->n++] = row;
+}
+
+/* One row as text, every value tagged with its type. */
+static char *row_text(sqlite3_stmt *st)
+{
+	sqlite3_str *s = sqlite3_str_new(NULL);
+
+	for (int c = 0; c < sqlite3_column_count(st); c++) {
+		switch (sqlite3_column_type(st, c)) {
+		case SQLITE_INTEGER:
+			sqlite3_str_appendf(s, "i%lld|", (long long)sqlite3_column_int64(st, c));
+			break;
+		case SQLITE_FLOAT:
+			sqlite3_str_appendf(s, "r%!.15g|", sqlite3_column_double(st, c));
+			break;
+		case SQLITE_TEXT:
+			sqlite3_str_appendf(s, "t%s|", sqlite3_column_text(st, c));
+			break;
+		case SQLITE_BLOB:
+			sqlite3_str_appendf(s, "b%d|", sqlite3_column_bytes(st, c));
+			break;
+		default:
+			sqlite3_str_appendall(s, "N|");
+		}
+	}
+	return sqlite3_str_finish(s);
+}
+
+/* Run sql with int64 parameters; SQLite's result code, rows in out. */
+static int run(sqlite3 *db, const char *sql, const int64_t *params, int nparams,
+	       struct rows *out)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+
+	for (int i = 0; rc == SQLITE_OK && i < nparams; i++)
+		rc = sqlite3_bind_int64(st, i + 1, params[i]);
+	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		rows_add(out, row_text(st));
+		rc = SQLITE_OK;
+	}
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+static int64_t query_int(sqlite3 *db, const char *sql)
+{
+	struct rows r = { 0 };
+	long long v = -1;
+
+	assert_int_equal(run(db, sql, NULL, 0, &r), SQLITE_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(sscanf(r.v[0], "i%lld", &v), 1);
+	rows_free(&r);
+	return v;
+}
+
+static int str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Same rows (in the same order when ordered) through the span tables and on
+ * the merged file, or fail with everything needed to replay it. */
+static void assert_same(sqlite3 *span, sqlite3 *ref, const char *sql, const int64_t *params,
+			int nparams, int ordered, uint64_t seed)
+{
+	struct rows a = { 0 }, b = { 0 };
+	int ra = run(span, sql, params, nparams, &a);
+	int rb = run(ref, sql, params, nparams, &b);
+
+	if (ra != SQLITE_OK || rb != SQLITE_OK)
+		fail_msg("seed %" PRIu64 ": %s\n  span rc %d (%s), merged rc %d (%s)", seed, sql,
+			 ra, sqlite3_errmsg(span), rb, sqlite3_errmsg(ref));
+	if (!ordered && a.n)
+		qsort(a.v, a.n, sizeof(*a.v), str_cmp);
+	if (!ordered && b.n)
+		qsort(b.v, b.n, sizeof(*b.v), str_cmp);
+	for (size_t i = 0; i < a.n || i < b.n; i++) {
+		if (i < a.n && i < b.n && strcmp(a.v[i], b.v[i]) == 0)
+			continue;
+		fail_msg("seed %" PRIu64 ": %s [%lld, %lld]\n  %zu rows vs %zu merged; row %zu:\n"
+			 "  span:   %s\n  merged: %s", seed, sql,
+			 (long long)(nparams > 0 ? params[0] : 0),
+			 (long long)(nparams > 1 ? params[1] : 0), a.n, b.n, i,
+			 i < a.n ? a.v[i] : "(none)", i < b.n ? b.v[i] : "(none)");
+	}
+	rows_free(&a);
+	rows_free(&b);
+}
+
+/* ---- the world: ~40 partitions and the merged file --------------------------------------- */
+
+struct world {
+	char dir[DIR_LEN];
+	char mdir[DIR_LEN];
+	char paths[NPARTS][PATH_MAX];
+	int sealed[NPARTS];
+	struct span_set *set;
+	sqlite3 *span;
+	sqlite3 *ref;
+	uint64_t seed;
+	int64_t ts_min, ts_max;
+};
+
+static struct world W;
+
+static uint64_t test_seed(void)
+{
+	const char *env = getenv("FLOWSTORE_SEED");
+
+	return env && *env ? strtoull(env, NULL, 0) : (uint64_t)time(NULL);
+}
+
+static sqlite3 *span_db(struct span_set *set, span_interrupt_fn fn, void *ctx)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	assert_int_equal(span_register(db, set, fn, ctx), SQLITE_OK);
+	return db;
+}
+
+/* Rows per table of partition i: some partitions empty or missing a table. */
+static int rows_for(int i, enum schema_table t)
+{
+	if (i == 7)
+		return 0;
+	if (i == 12 && t == SCHEMA_CONNECTIONS)
+		return 0;
+	return 20 + (int)below(t == SCHEMA_FLOWS ? 400 : 200);
+}
+
+static void world_partition(struct partition *merged, int i, int hour, unsigned seq)
+{
+	struct partition *p = NULL;
+	int64_t start = T0 + hour * HOUR;
+
+	assert_int_equal(partition_create(W.dir, start, HOUR, seq, start, &p), 0);
+	for (int t = 0; t < SCHEMA_NTABLES; t++)
+		add_rows(p, merged, (enum schema_table)t, rows_for(i, (enum schema_table)t), start);
+	snprintf(W.paths[i], sizeof(W.paths[i]), "%s", partition_path(p));
+	partition_close(p);
+	/* the newest stay open, and one in the middle */
+	W.sealed[i] = i < NPARTS - 2 && i != 20;
+	if (W.sealed[i])
+		assert_int_equal(partition_seal(W.paths[i], start + 2 * HOUR, NULL), 0);
+}
+
+static int world_setup(void **state)
+{
+	struct partition *merged = NULL;
+	char mpath[PATH_MAX];
+	int hour = 0;
+
+	(void)state;
+	W.seed = test_seed();
+	rng = W.seed;
+	fprintf(stderr, "test_query_span: seed %" PRIu64 " (FLOWSTORE_SEED=%" PRIu64
+		" replays it)\n", W.seed, W.seed);
+	schema_init();
+	make_dir(W.dir, sizeof(W.dir), "test_query_span");
+	make_dir(W.mdir, sizeof(W.mdir), "test_query_span_merged");
+	if (partition_create(W.mdir, T0 - 24 * HOUR, 1000 * HOUR, 0, T0, &merged))
+		return -1;
+	for (int i = 0; i < NPARTS; hour++) {
+		world_partition(merged, i++, hour, 0);
+		if (hour % 9 == 4 && i < NPARTS) /* a rollover at the row cap */
+			world_partition(merged, i++, hour, 1);
+	}
+	snprintf(mpath, sizeof(mpath), "%s", partition_path(merged));
+	partition_close(merged);
+	if (partition_seal(mpath, T0, NULL))
+		return -1;
+	if (sqlite3_open_v2(mpath, &W.ref, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+		return -1;
+	if (span_set_open(W.dir, &W.set))
+		return -1;
+	W.span = span_db(W.set, NULL, NULL);
+	W.ts_min = query_int(W.ref, "SELECT min(ts) FROM flows");
+	W.ts_max = query_int(W.ref, "SELECT max(ts) FROM flows");
+	return 0;
+}
+
+static int world_teardown(void **state)
+{
+	(void)state;
+	sqlite3_close(W.span);
+	sqlite3_close(W.ref);
+	span_set_free(W.set);
+	remove_dir(W.dir);
+	remove_dir(W.mdir);
+	return 0;
+}
+
+/* ---- the property test ---------------------------------------------------------------- */
+
+struct qtable {
+	const char *name;
+	const char *cols;      /* a column list for SELECT */
+	const char *numcol;    /* to sum */
+	const char *groupcol;
+	const char *textcol;   /* proto-like */
+	const char *textvals[3];
+	int has_ts_end;
+};
+
+static const struct qtable qtables[] = {
+	{ "flows", "ts, ts_end, proto, orig_addr, orig_port, resp_addr, resp_port, orig_bytes, pid,"
+	  " comm, sock_cookie", "orig_bytes", "proto", "proto", { "tcp", "udp", "47" }, 1 },
+	{ "connections", "ts, ts_end, direction, orig_addr, resp_addr, resp_port, pid, uid, comm,"
+	  " bytes_sent, states, sock_cookie", "bytes_sent", "direction", "direction",
+	  { "out", "in", "OUT" }, 1 },
+	{ "tcp_states", "ts, direction, orig_addr, orig_port, old_state, new_state, pid,"
+	  " sock_cookie", "orig_port", "new_state", "new_state", { "CLOSE", "SYN_SENT", "close" },
+	  0 },
+};
+
+/* The ts of the k-th row of table (in time order), read from the merged file. */
+static int64_t nth_ts(const char *table, int k)
+{
+	char sql[128];
+
+	snprintf(sql, sizeof(sql), "SELECT ts FROM %s ORDER BY ts LIMIT 1 OFFSET %d", table, k);
+	return query_int(W.ref, sql);
+}
+
+/* A time window: none, bounded, half-open, empty, one instant; bound as
+ * parameters ?1/?2 some of the time. */
+static void add_window(sqlite3_str *s, const char *table, int64_t *params, int *nparams,
+		       const char **sep)
+{
+	int64_t span = W.ts_max - W.ts_min + 4 * HOUR;
+	int64_t a = W.ts_min - 2 * HOUR + below(span);
+	int64_t b = a + (chance(70) ? below(3 * HOUR) : below(span));
+	int kind = (int)below(8);
+
+	switch (kind) {
+	case 0:
+		return;
+	case 1:
+		params[0] = a;
+		params[1] = b;
+		*nparams = 2;
+		sqlite3_str_appendf(s, "%sts BETWEEN ?1 AND ?2", *sep);
+		break;
+	case 2:
+		sqlite3_str_appendf(s, "%sts BETWEEN %lld AND %lld", *sep, (long long)a, (long long)b);
+		break;
+	case 3:
+		sqlite3_str_appendf(s, "%sts >= %lld", *sep, (long long)a);
+		break;
+	case 4:
+		sqlite3_str_appendf(s, "%sts < %lld", *sep, (long long)b);
+		break;
+	case 5: /* empty */
+		sqlite3_str_appendf(s, "%sts > %lld AND ts <= %lld", *sep, (long long)b, (long long)a);
+		break;
+	case 6:
+		sqlite3_str_appendf(s, "%sts > %lld AND ts <= %lld", *sep, (long long)a, (long long)b);
+		break;
+	default: /* one instant: an existing row's ts, as REAL sometimes */
+		sqlite3_str_appendf(s, "%sts = %lld%s", *sep, (long long)nth_ts(table, (int)below(100)),
+				    chance(30) ? ".0" : "");
+		break;
+	}
+	*sep = " AND ";
+}
+
+static void add_filter(sqlite3_str *s, const struct qtable *t, const char **sep)
+{
+	const char *acol = chance(50) ? "orig_addr" : "resp_addr";
+
+	sqlite3_str_appendall(s, *sep);
+	*sep = " AND ";
+	switch (below(17)) {
+	case 0: sqlite3_str_appendf(s, "%s = '%s'", acol, PICK(addrs)); break;
+	case 1: sqlite3_str_appendf(s, "%s IN ('%s', '%s')", acol, PICK(addrs), PICK(addrs)); break;
+	case 2: sqlite3_str_appendf(s, "resp_port = %d", PICK(ports)); break;
+	case 3: sqlite3_str_appendf(s, "orig_port > %d", 1000 + (int)below(60000)); break;
+	case 4: sqlite3_str_appendf(s, "resp_port BETWEEN %d AND %d", PICK(ports), 500 + PICK(ports)); break;
+	case 5: sqlite3_str_appendf(s, "resp_port != %d", PICK(ports)); break;
+	case 6: sqlite3_str_appendall(s, chance(50) ? "pid IS NULL" : "pid IS NOT NULL"); break;
+	case 7: sqlite3_str_appendf(s, "pid %s %d", chance(50) ? "=" : "IS", 100 + (int)below(10)); break;
+	case 8: sqlite3_str_appendf(s, "comm LIKE '%s'", chance(50) ? "cu%" : "%S%"); break;
+	case 9: sqlite3_str_appendf(s, "%s GLOB '%s'", acol, chance(50) ? "10.*" : "2001:*"); break;
+	case 10: sqlite3_str_appendf(s, "%s = '%s'", t->textcol, PICK(t->textvals)); break;
+	case 11: sqlite3_str_appendf(s, "%s = '%s' COLLATE NOCASE", t->textcol, PICK(t->textvals)); break;
+	case 12: sqlite3_str_appendf(s, "orig_port = '%d'", PICK(ports)); break;
+	case 13: sqlite3_str_appendf(s, "sock_cookie = %d", 1 + (int)below(150)); break;
+	case 14: sqlite3_str_appendf(s, "(orig_addr = '%s' OR resp_addr = '%s')", PICK(addrs), PICK(addrs)); break;
+	case 15:
+		if (t->has_ts_end)
+			sqlite3_str_appendf(s, "ts_end >= %lld", (long long)(W.ts_min + below(W.ts_max - W.ts_min)));
+		else
+			sqlite3_str_appendall(s, "comm IS NULL");
+		break;
+	default: sqlite3_str_appendf(s, "comm %s 'curl'", chance(50) ? "<" : ">="); break;
+	}
+}
+
+/* One random query; *ordered tells whether its row order is defined. */
+static char *random_query(int64_t *params, int *nparams, int *ordered)
+{
+	const struct qtable *t = &qtables[below(3)];
+	sqlite3_str *s = sqlite3_str_new(NULL), *w = sqlite3_str_new(NULL);
+	const char *sep = " WHERE ";
+	int shape = (int)below(10), nf = (int)below(4);
+	char *where, *sql;
+
+	*nparams = 0;
+	*ordered = 0;
+	add_window(w, t->name, params, nparams, &sep);
+	for (int i = 0; i < nf; i++)
+		add_filter(w, t, &sep);
+	where = sqlite3_str_finish(w);
+	switch (shape) {
+	case 0:
+	case 1:
+	case 2:
+		sqlite3_str_appendf(s, "SELECT %s FROM %s%s", chance(30) ? "*" : t->cols, t->name,
+				    where ? where : "");
+		break;
+	case 3:
+	case 4:
+		*ordered = 1;
+		sqlite3_str_appendf(s, "SELECT %s FROM %s%s ORDER BY ts%s", t->cols, t->name,
+				    where ? where : "", chance(50) ? " DESC" : "");
+		if (chance(70))
+			sqlite3_str_appendf(s, " LIMIT %d%s", (int)below(30),
+					    chance(30) ? " OFFSET 7" : "");
+		break;
+	case 5:
+		*ordered = 1;
+		sqlite3_str_appendf(s, "SELECT count(*), sum(%s), min(ts), max(ts), count(pid)"
+				    " FROM %s%s", t->numcol, t->name, where ? where : "");
+		break;
+	case 6:
+		sqlite3_str_appendf(s, "SELECT %s, count(*), sum(%s) FROM %s%s GROUP BY 1",
+				    t->groupcol, t->numcol, t->name, where ? where : "");
+		break;
+	case 7:
+		sqlite3_str_appendf(s, "SELECT DISTINCT comm, pid FROM %s%s", t->name, where ? where : "");
+		break;
+	case 8:
+		*ordered = 1;
+		if (chance(50)) {
+			sqlite3_str_appendf(s, "SELECT count(*) FROM %s", t->name);
+			*nparams = 0;
+		} else {
+			sqlite3_str_appendf(s, "SELECT count(*) FROM %s%s", t->name, where ? where : "");
+		}
+		break;
+	default: {
+		int64_t a = W.ts_min + below(W.ts_max - W.ts_min);
+
+		sqlite3_str_appendf(s, "SELECT f.ts, f.orig_addr, f.resp_port, c.ts, c.pid, c.comm"
+				    " FROM flows f JOIN connections c ON c.sock_cookie = f.sock_cookie"
+				    " WHERE f.ts BETWEEN %lld AND %lld", (long long)a,
+				    (long long)(a + below(2 * HOUR)));
+		if (chance(50))
+			sqlite3_str_appendf(s, " AND f.resp_addr = '%s'", PICK(addrs));
+		if (chance(30))
+			sqlite3_str_appendf(s, " AND c.ts > %lld", (long long)(a - HOUR));
+		*nparams = 0;
+	}
+	}
+	sqlite3_free(where);
+	sql = sqlite3_str_finish(s);
+	assert_non_null(sql);
+	return sql;
+}
+
+static void test_same_as_merged(void **state)
+{
+	(void)state;
+	/* the test's own premise: ts unique per table */
+	for (int i = 0; i < 3; i++) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "SELECT count(*) - count(DISTINCT ts) FROM %s", qtables[i].name);
+		assert_int_equal(query_int(W.ref, sql), 0);
+	}
+	for (int q = 0; q < NQUERIES; q++) {
+		int64_t params[2];
+		int nparams, ordered;
+		char *sql = random_query(params, &nparams, &ordered);
+
+		assert_same(W.span, W.ref, sql, params, nparams, ordered, W.seed);
+		sqlite3_free(sql);
+	}
+}
+
+/* A few fixed queries that exercise each path at least once, whatever the seed. */
+static void test_fixed_queries(void **state)
+{
+	static const char *const sqls[] = {
+		"SELECT * FROM flows",
+		"SELECT * FROM connections",
+		"SELECT * FROM tcp_states",
+		"SELECT count(*) FROM flows",
+		"SELECT count(*), sum(orig_bytes) FROM flows",
+		"SELECT ts, orig_addr FROM flows WHERE orig_addr = '10.0.0.1' OR resp_addr = '10.0.0.1'",
+		"SELECT ts FROM flows WHERE orig_addr IS NULL",
+		"SELECT ts FROM flows WHERE proto = 'TCP' COLLATE NOCASE",
+		"SELECT ts FROM flows WHERE orig_port = '443'",
+		"SELECT ts FROM flows WHERE orig_addr = 10",
+		"SELECT ts FROM flows WHERE ts < 'abc'",
+		"SELECT ts FROM flows WHERE ts > 'abc'",
+		"SELECT ts FROM flows WHERE ts > NULL",
+		"SELECT ts FROM flows WHERE ts IS NOT NULL AND ts != 5",
+		"SELECT ts FROM flows WHERE resp_port IN (53, 443)",
+		"SELECT c.ts, s.ts FROM connections c JOIN tcp_states s ON s.sock_cookie = c.sock_cookie"
+		" WHERE c.ts < (SELECT min(ts) FROM connections) + 7200000000000",
+		"SELECT a.ts, b.ts FROM flows a JOIN flows b ON b.sock_cookie = a.sock_cookie"
+		" WHERE a.resp_addr = '8.8.8.8' AND b.proto = 'udp'",
+	};
+	static const char *const ordered[] = {
+		"SELECT ts, orig_addr FROM flows ORDER BY ts",
+		"SELECT ts, orig_addr FROM flows ORDER BY ts DESC",
+		"SELECT ts FROM flows ORDER BY ts DESC LIMIT 10",
+		"SELECT ts FROM flows ORDER BY ts LIMIT 5 OFFSET 7",
+		"SELECT ts, resp_port FROM flows WHERE resp_port = 53 ORDER BY ts DESC LIMIT 3",
+		"SELECT ts FROM connections WHERE ts > 0 ORDER BY ts DESC LIMIT 1",
+		"SELECT ts FROM tcp_states ORDER BY ts ASC LIMIT 1",
+		"SELECT ts FROM flows WHERE ts > 1.5e18 ORDER BY ts LIMIT 3",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++)
+		assert_same(W.span, W.ref, sqls[i], NULL, 0, 0, W.seed);
+	for (size_t i = 0; i < sizeof(ordered) / sizeof(ordered[0]); i++)
+		assert_same(W.span, W.ref, ordered[i], NULL, 0, 1, W.seed);
+}
+
+/* Columns: names, declared types and NOT NULL exactly as in a partition. */
+static void test_columns_match_ddl(void **state)
+{
+	sqlite3 *part = NULL;
+
+	(void)state;
+	assert_int_equal(sqlite3_open_v2(W.paths[0], &part, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	for (int i = 0; i < 3; i++) {
+		char sql[128];
+
+		snprintf(sql, sizeof(sql), "SELECT name, type, \"notnull\" FROM pragma_table_info('%s')",
+			 qtables[i].name);
+		assert_same(W.span, part, sql, NULL, 0, 1, W.seed);
+	}
+	sqlite3_close(part);
+	/* the hidden column names the file */
+	assert_int_equal(query_int(W.span, "SELECT count(*) FROM flows WHERE partition IS NULL"), 0);
+	assert_int_equal(query_int(W.span, "SELECT count(DISTINCT partition) FROM tcp_states"),
+			 NPARTS - 1 /* one is empty */);
+}
+
+/* ---- pruning ------------------------------------------------------------------------------ */
+
+struct ranges {
+	size_t n;
+	int64_t min[NPARTS + 8], max[NPARTS + 8];
+	uint64_t rows[NPARTS + 8];
+};
+
+/* Each partition's recorded flows range, read independently. */
+static void read_ranges(const char dir[DIR_LEN], struct ranges *r)
+{
+	struct catalog cat;
+
+	memset(r, 0, sizeof(*r));
+	assert_int_equal(catalog_scan(dir, &cat), 0);
+	for (size_t i = 0; i < cat.n && r->n < NPARTS + 8; i++) {
+		struct partition_meta m;
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s/%s", dir, cat.entries[i].name);
+		if (cat.entries[i].status == CATALOG_BROKEN || partition_read_meta(path, &m))
+			continue;
+		r->rows[r->n] = m.tables[SCHEMA_FLOWS].rows;
+		r->min[r->n] = m.tables[SCHEMA_FLOWS].ts_min;
+		r->max[r->n++] = m.tables[SCHEMA_FLOWS].ts_max;
+	}
+	catalog_free(&cat);
+}
+
+/* Run "SELECT ts, orig_addr FROM flows WHERE <cond>" (rows checked against the
+ * merged file): it must open exactly the partitions whose recorded range
+ * meets [lo, hi] and prune the rest. */
+static void check_window(const struct ranges *r, const char *cond, int64_t lo, int64_t hi)
+{
+	struct span_counters c;
+	uint64_t overlap = 0;
+	char sql[256];
+
+	for (size_t i = 0; i < r->n; i++)
+		overlap += r->rows[i] && lo <= hi && r->min[i] <= hi && r->max[i] >= lo;
+	snprintf(sql, sizeof(sql), "SELECT ts, orig_addr FROM flows WHERE %s", cond);
+	span_counters_reset(W.span);
+	assert_same(W.span, W.ref, sql, NULL, 0, 0, W.seed);
+	span_counters_get(W.span, &c);
+	if (c.partitions_opened != overlap || c.partitions_pruned != r->n - overlap)
+		fail_msg("%s: opened %llu, pruned %llu; expected %llu and %llu", sql,
+			 (unsigned long long)c.partitions_opened,
+			 (unsigned long long)c.partitions_pruned, (unsigned long long)overlap,
+			 (unsigned long long)(r->n - overlap));
+	assert_int_equal(c.partitions_skipped, 0);
+}
+
+static void test_pruning(void **state)
+{
+	struct ranges r;
+	char cond[160];
+
+	(void)state;
+	read_ranges(W.dir, &r);
+	assert_int_equal(r.n, NPARTS);
+	for (int q = 0; q < 60; q++) {
+		int64_t a = W.ts_min - HOUR + below(W.ts_max - W.ts_min + 2 * HOUR);
+		int64_t b = a + (q % 3 == 0 ? 0 : below(q % 3 == 1 ? MINUTE : 2 * HOUR));
+
+		snprintf(cond, sizeof(cond), "ts BETWEEN %lld AND %lld", (long long)a, (long long)b);
+		check_window(&r, cond, a, b);
+	}
+	/* bounds exactly on a partition's recorded edges */
+	for (size_t k = 0; k < r.n; k++) {
+		long long lo = r.min[k], hi = r.max[k];
+
+		if (!r.rows[k])
+			continue;
+		snprintf(cond, sizeof(cond), "ts > %lld", hi - 1);
+		check_window(&r, cond, hi, INT64_MAX);
+		snprintf(cond, sizeof(cond), "ts > %lld", hi);
+		check_window(&r, cond, hi + 1, INT64_MAX);
+		snprintf(cond, sizeof(cond), "ts >= %lld AND ts < %lld", hi, hi + 1);
+		check_window(&r, cond, hi, hi);
+		snprintf(cond, sizeof(cond), "ts < %lld", lo + 1);
+		check_window(&r, cond, INT64_MIN, lo);
+		snprintf(cond, sizeof(cond), "ts < %lld", lo);
+		check_window(&r, cond, INT64_MIN, lo - 1);
+		snprintf(cond, sizeof(cond), "ts <= %lld AND ts = %lld", lo, lo);
+		check_window(&r, cond, lo, lo);
+		snprintf(cond, sizeof(cond), "ts BETWEEN %lld AND %lld", hi + 1, lo - 1);
+		check_window(&r, cond, hi + 1, lo - 1);
+	}
+}
+
+/* ORDER BY ts DESC LIMIT 1 opens the partitions whose ts_max reaches the
+ * answer, and only those (ASC: whose ts_min does). */
+static void check_merge_opens(const char *where, int desc, const struct ranges *r)
+{
+	struct span_counters c;
+	char sql[256];
+	int64_t answer;
+	uint64_t expect = 0, cands = 0;
+
+	snprintf(sql, sizeof(sql), "SELECT %s(ts) FROM flows%s", desc ? "max" : "min", where);
+	answer = query_int(W.ref, sql);
+	for (size_t i = 0; i < r->n; i++) {
+		if (!r->rows[i])
+			continue;
+		cands++;
+		expect += desc ? r->max[i] >= answer : r->min[i] <= answer;
+	}
+	snprintf(sql, sizeof(sql), "SELECT ts FROM flows%s ORDER BY ts%s LIMIT 1", where,
+		 desc ? " DESC" : "");
+	span_counters_reset(W.span);
+	assert_int_equal(query_int(W.span, sql), answer);
+	span_counters_get(W.span, &c);
+	assert_int_equal(c.partitions_opened, expect);
+	assert_true(expect < cands);
+}
+
+static void test_merge_opens_little(void **state)
+{
+	struct ranges r;
+
+	(void)state;
+	read_ranges(W.dir, &r);
+	check_merge_opens("", 1, &r);
+	check_merge_opens("", 0, &r);
+	assert_int_equal(query_int(W.span, "SELECT count(*) FROM flows WHERE resp_addr = '8.8.8.8'")
+			 > 0, 1);
+	check_merge_opens(" WHERE resp_addr = '8.8.8.8'", 1, &r);
+	check_merge_opens(" WHERE resp_addr = '8.8.8.8'", 0, &r);
+}
+
+/* count(*) with no column read comes from the metadata of sealed files. */
+static void test_count_from_meta(void **state)
+{
+	struct span_counters c;
+	int sealed = 0;
+
+	(void)state;
+	for (int i = 0; i < NPARTS; i++)
+		sealed += W.sealed[i] && i != 7;
+	span_counters_reset(W.span);
+	assert_int_equal(query_int(W.span, "SELECT count(*) FROM flows"),
+			 query_int(W.ref, "SELECT count(*) FROM flows"));
+	span_counters_get(W.span, &c);
+	assert_int_equal(c.partitions_counted, sealed);
+	assert_int_equal(c.partitions_opened, NPARTS - 1 - sealed);
+}
+
+/* A join reuses the connection's handles: it opens each file once. */
+static void test_join_plan(void **state)
+{
+	struct span_counters c;
+	struct rows plan = { 0 };
+	sqlite3 *db = span_db(W.set, NULL, NULL);
+
+	(void)state;
+	assert_int_equal(run(db, "EXPLAIN QUERY PLAN SELECT f.ts, c.pid FROM flows f JOIN connections c"
+			     " ON c.sock_cookie = f.sock_cookie WHERE f.resp_addr = '8.8.8.8'",
+			     NULL, 0, &plan), SQLITE_OK);
+	assert_true(plan.n >= 2);
+	/* the indexed filter drives: flows outside, connections probed */
+	assert_non_null(strstr(plan.v[0], "SCAN f"));
+	assert_non_null(strstr(plan.v[1], "SCAN c"));
+	rows_free(&plan);
+	assert_same(db, W.ref, "SELECT f.ts, c.pid FROM flows f JOIN connections c"
+		    " ON c.sock_cookie = f.sock_cookie WHERE f.resp_addr = '8.8.8.8'", NULL, 0, 0, W.seed);
+	span_counters_get(db, &c);
+	assert_true(c.partitions_opened > (uint64_t)NPARTS);
+	assert_true(c.files_opened <= (uint64_t)NPARTS + 8);
+	sqlite3_close(db);
+}
+
+/* ---- the partitions table ----------------------------------------------------------------- */
+
+static void test_partitions_table(void **state)
+{
+	struct rows rows = { 0 };
+
+	(void)state;
+	assert_int_equal(run(W.span, "SELECT name, kind, status, period_start, period_end, seq, created,"
+			     " sealed_at, ts_min, ts_max, flows, connections, tcp_states, bytes, error"
+			     " FROM partitions ORDER BY name", NULL, 0, &rows), SQLITE_OK);
+	assert_int_equal(rows.n, NPARTS);
+	for (int i = 0; i < NPARTS; i++) {
+		struct partition_meta m;
+		struct stat st;
+		char want[512], *name = strrchr(W.paths[i], '/') + 1;
+		int64_t min = INT64_MAX, max = INT64_MIN;
+
+		assert_int_equal(partition_read_meta(W.paths[i], &m), 0);
+		for (int t = 0; t < SCHEMA_NTABLES; t++) {
+			if (!m.tables[t].rows)
+				continue;
+			min = m.tables[t].ts_min < min ? m.tables[t].ts_min : min;
+			max = m.tables[t].ts_max > max ? m.tables[t].ts_max : max;
+		}
+		assert_int_equal(stat(W.paths[i], &st), 0);
+		snprintf(want, sizeof(want), "t%s|traw|t%s|i%lld|i%lld|i%u|i%lld|", name,
+			 m.sealed ? "sealed" : "open", (long long)m.period_start_ns,
+			 (long long)m.period_end_ns, m.seq, (long long)m.created_ns);
+		if (m.sealed)
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "i%lld|",
+				 (long long)m.sealed_ns);
+		else
+			strcat(want, "N|");
+		if (min <= max)
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "i%lld|i%lld|",
+				 (long long)min, (long long)max);
+		else
+			strcat(want, "N|N|");
+		snprintf(want + strlen(want), sizeof(want) - strlen(want), "i%llu|i%llu|i%llu|",
+			 (unsigned long long)m.tables[SCHEMA_FLOWS].rows,
+			 (unsigned long long)m.tables[SCHEMA_CONNECTIONS].rows,
+			 (unsigned long long)m.tables[SCHEMA_TCP_STATES].rows);
+		assert_int_equal(strncmp(rows.v[i], want, strlen(want)), 0);
+		assert_int_equal(W.sealed[i], m.sealed);
+		if (m.sealed) /* a sealed file is its size; an open one has a WAL too */
+			assert_non_null(strstr(rows.v[i] + strlen(want), "|N|"));
+		{
+			long long bytes = 0;
+
+			assert_int_equal(sscanf(rows.v[i] + strlen(want), "i%lld|", &bytes), 1);
+			assert_true(bytes >= (long long)st.st_size);
+			if (m.sealed)
+				assert_int_equal(bytes, (long long)st.st_size);
+		}
+	}
+	rows_free(&rows);
+}
+
+/* ---- a changing dir --------------------------------------------------------------------- */
+
+struct small {
+	char dir[DIR_LEN];
+	struct span_set *set;
+	sqlite3 *db;
+};
+
+static int small_setup(void **state)
+{
+	struct small *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -1;
+	make_dir(s->dir, sizeof(s->dir), "test_query_span_small");
+	if (span_set_open(s->dir, &s->set))
+		return -1;
+	*state = s;
+	return 0;
+}
+
+static int small_teardown(void **state)
+{
+	struct small *s = *state;
+
+	sqlite3_close(s->db);
+	span_set_free(s->set);
+	remove_dir(s->dir);
+	free(s);
+	return 0;
+}
+
+/* A partition of n flows at hour h; sealed or left open (returned then). */
+static struct partition *small_partition(struct small *s, int h, int n, int seal, char *path)
+{
+	struct partition *p = NULL;
+	int64_t start = T0 + h * HOUR;
+
+	assert_int_equal(partition_create(s->dir, start, HOUR, 0, start, &p), 0);
+	add_rows(p, NULL, SCHEMA_FLOWS, n, start);
+	if (path)
+		snprintf(path, PATH_MAX, "%s", partition_path(p));
+	if (!seal)
+		return p;
+	{
+		char sp[PATH_MAX];
+
+		snprintf(sp, sizeof(sp), "%s", partition_path(p));
+		partition_close(p);
+		assert_int_equal(partition_seal(sp, start + HOUR, NULL), 0);
+	}
+	return NULL;
+}
+
+/* Descriptors of this process open on deleted files of dir. */
+static int deleted_fds(const char *dir)
+{
+	char fd[64], target[PATH_MAX];
+	int n = 0;
+
+	for (int i = 0; i < 4096; i++) {
+		ssize_t len;
+
+		snprintf(fd, sizeof(fd), "/proc/self/fd/%d", i);
+		len = readlink(fd, target, sizeof(target) - 1);
+		if (len <= 0)
+			continue;
+		target[len] = 0;
+		n += strncmp(target, dir, strlen(dir)) == 0 && strstr(target, "(deleted)") != NULL;
+	}
+	return n;
+}
+
+static void test_files_come_and_go(void **state)
+{
+	struct small *s = *state;
+	char gone[PATH_MAX], garbage[PATH_MAX];
+	struct span_counters c;
+	FILE *fp;
+
+	rng = W.seed ^ 1;
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows"), 0);
+	small_partition(s, 0, 10, 1, NULL);
+	assert_int_equal(query_int(s->db, "SELECT count(ts) FROM flows"), 10);
+	small_partition(s, 1, 7, 1, gone);
+	assert_int_equal(query_int(s->db, "SELECT count(ts) FROM flows"), 17);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM partitions"), 2);
+	/* retention deletes a whole file: its rows go with it */
+	assert_int_equal(unlink(gone), 0);
+	assert_int_equal(query_int(s->db, "SELECT count(ts) FROM flows"), 10);
+	assert_int_equal(deleted_fds(s->dir), 0); /* its cached handle was closed */
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows"), 10);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM partitions"), 1);
+	/* garbage with our name: listed as broken, skipped by queries */
+	snprintf(garbage, sizeof(garbage), "%s/raw-20261127T230000Z-0000.db", s->dir);
+	fp = fopen(garbage, "wb");
+	assert_non_null(fp);
+	fputs("this is not a database, it only has the name of one\n", fp);
+	fclose(fp);
+	span_counters_reset(s->db);
+	assert_int_equal(query_int(s->db, "SELECT count(ts) FROM flows"), 10);
+	span_counters_get(s->db, &c);
+	assert_int_equal(c.partitions_skipped, 1);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM partitions WHERE status = 'broken'"
+				   " AND error IS NOT NULL AND flows IS NULL"), 1);
+}
+
+/* More sealed files than the handle cache holds: still every row, files
+ * reopened as the cache turns over, nothing leaked (ASan). */
+static void test_handle_cache_bound(void **state)
+{
+	struct small *s = *state;
+	struct span_counters c;
+	struct rlimit rl, saved;
+	int64_t n;
+
+	rng = W.seed ^ 5;
+	for (int h = 0; h < 80; h++)
+		small_partition(s, h, 1 + (int)below(3), 1, NULL);
+	/* the cache's bound follows RLIMIT_NOFILE: 1024 descriptors, 64 handles */
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	rl = saved;
+	rl.rlim_cur = 1024;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	n = query_int(s->db, "SELECT count(ts) FROM flows");
+	assert_int_equal(query_int(s->db, "SELECT sum(flows) FROM partitions"), n);
+	span_counters_reset(s->db);
+	assert_int_equal(query_int(s->db, "SELECT count(ts) FROM flows"), n);
+	span_counters_get(s->db, &c);
+	assert_int_equal(c.partitions_opened, 80);
+	assert_true(c.files_opened >= 80 - 64 && c.files_opened <= 80);
+	/* a self-join: two cursors share handles and statements */
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows a JOIN flows b ON b.ts = a.ts"),
+			 n);
+	/* ten cursors on one handle at once, each with its own statement */
+	assert_int_equal(query_int(s->db, "SELECT count(*) + 0 * (max(a2.proto) || max(a3.orig_addr)"
+				   " || max(a4.resp_addr) || max(a5.orig_port) || max(a6.resp_port)"
+				   " || max(a7.comm) || max(a8.pid) || max(a9.history) || max(a10.ifname))"
+				   " FROM flows a1 JOIN flows a2 ON a2.ts = a1.ts JOIN flows a3 ON a3.ts = a1.ts"
+				   " JOIN flows a4 ON a4.ts = a1.ts JOIN flows a5 ON a5.ts = a1.ts"
+				   " JOIN flows a6 ON a6.ts = a1.ts JOIN flows a7 ON a7.ts = a1.ts"
+				   " JOIN flows a8 ON a8.ts = a1.ts JOIN flows a9 ON a9.ts = a1.ts"
+				   " JOIN flows a10 ON a10.ts = a1.ts"), n);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows a JOIN flows b"
+				   " ON b.sock_cookie = a.sock_cookie"),
+			 query_int(s->db, "SELECT sum(k * k) FROM (SELECT count(*) k FROM flows"
+				   " WHERE sock_cookie IS NOT NULL GROUP BY sock_cookie)"));
+}
+
+/* Comparisons whose right side carries an affinity: the span tables must
+ * agree with SQLite on a plain copy of the same rows. */
+static void test_affinity_oracle(void **state)
+{
+	/* CROSS JOIN: b outside, so the value reaches a's constraint */
+	static const char *const joins[] = {
+		"SELECT count(*) FROM %s b CROSS JOIN %s a WHERE a.comm = b.pid",
+		"SELECT count(*) FROM %s b CROSS JOIN %s a WHERE a.orig_port = b.comm",
+		"SELECT count(*) FROM %s b CROSS JOIN %s a WHERE a.comm > b.pid",
+		"SELECT count(*) FROM %s b CROSS JOIN %s a WHERE a.comm = b.pid COLLATE NOCASE",
+		"SELECT count(*) FROM %s b CROSS JOIN %s a WHERE a.comm IS b.orig_port",
+	};
+	struct small *s = *state;
+	struct partition *p = NULL;
+	struct schema_row r;
+
+	rng = W.seed ^ 6;
+	assert_int_equal(partition_create(s->dir, T0, HOUR, 0, T0, &p), 0);
+	assert_int_equal(partition_begin(p), 0);
+	for (int i = 0; i < 6; i++) {
+		random_row(&r, SCHEMA_FLOWS, T0);
+		r.flow.pid = 100;
+		r.flow.orig_port = 443;
+		snprintf(r.flow.comm, sizeof(r.flow.comm), "%s",
+			 (const char *[]){ "100.0", "100", " 100", "1e2", "443", "x" }[i]);
+		assert_int_equal(partition_add(p, &r), 0);
+	}
+	assert_int_equal(partition_commit(p), 0);
+	partition_close(p);
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(sqlite3_exec(s->db, "CREATE TEMP TABLE copy AS SELECT * FROM flows", NULL,
+				      NULL, NULL), SQLITE_OK);
+	for (size_t i = 0; i < sizeof(joins) / sizeof(joins[0]); i++) {
+		char a[256], b[256];
+
+		snprintf(a, sizeof(a), joins[i], "flows", "flows");
+		snprintf(b, sizeof(b), joins[i], "copy", "copy");
+		if (query_int(s->db, a) != query_int(s->db, b))
+			fail_msg("%s: %lld, a plain table: %lld", a, (long long)query_int(s->db, a),
+				 (long long)query_int(s->db, b));
+	}
+}
+
+/* ORDER BY over an open partition while it grows: the merge opens it late,
+ * after a commit of rows newer than everything; they must not break the
+ * order (they belong to the next statement). */
+static void test_merge_clamps_open(void **state)
+{
+	struct small *s = *state;
+	struct partition *p;
+	sqlite3_stmt *st = NULL;
+	int64_t prev = INT64_MAX;
+	int n = 0;
+
+	rng = W.seed ^ 7;
+	small_partition(s, 5, 20, 1, NULL);           /* newer, sealed */
+	p = small_partition(s, 1, 20, 0, NULL);       /* older, open */
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT ts FROM flows WHERE ts > 0 ORDER BY ts DESC",
+					    -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	add_flows_at(p, T0 + 9 * HOUR, 2);
+	do {
+		int64_t ts = sqlite3_column_int64(st, 0);
+
+		assert_true(ts < prev);
+		prev = ts;
+		n++;
+	} while (sqlite3_step(st) == SQLITE_ROW);
+	sqlite3_finalize(st);
+	assert_int_equal(n, 40);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows"), 42);
+	partition_close(p);
+}
+
+static void test_open_partition_grows(void **state)
+{
+	struct small *s = *state;
+	struct partition *p;
+	struct rows r = { 0 };
+	sqlite3_stmt *st = NULL;
+
+	rng = W.seed ^ 2;
+	s->db = span_db(s->set, NULL, NULL);
+	small_partition(s, 0, 5, 1, NULL);
+	p = small_partition(s, 1, 5, 0, NULL);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows"), 10);
+	/* a prepared statement, run again after a commit, sees the new rows */
+	assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT count(ts), max(ts) FROM flows", -1, &st,
+					    NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 10);
+	sqlite3_reset(st);
+	add_flows_at(p, T0 + 9 * HOUR, 3); /* later than anything so far */
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 13);
+	assert_int_equal(sqlite3_column_int64(st, 1), T0 + 9 * HOUR + 2);
+	sqlite3_finalize(st);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows"), 13);
+	assert_int_equal(run(s->db, "SELECT ts FROM flows ORDER BY ts DESC LIMIT 3", NULL, 0, &r),
+			 SQLITE_OK);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(r.v[2], "i1795842000000000000|");
+	rows_free(&r);
+	assert_int_equal(query_int(s->db, "SELECT flows FROM partitions WHERE status = 'open'"), 8);
+	partition_close(p);
+}
+
+static int interrupt_calls;
+
+static int interrupt_after(void *ctx)
+{
+	return ++interrupt_calls > *(int *)ctx;
+}
+
+static void test_interrupt(void **state)
+{
+	struct small *s = *state;
+	int after = 200;
+	struct rows r = { 0 };
+	const char *sql = "SELECT count(*) FROM flows a JOIN flows b ON b.comm = a.comm";
+
+	rng = W.seed ^ 3;
+	for (int h = 0; h < 4; h++)
+		partition_close(small_partition(s, h, 300, h < 3, NULL));
+	s->db = span_db(s->set, interrupt_after, &after);
+	interrupt_calls = 0;
+	assert_int_equal(run(s->db, sql, NULL, 0, &r), SQLITE_INTERRUPT);
+	assert_true(interrupt_calls > after);
+	/* the connection stays usable */
+	after = INT_MAX;
+	assert_int_equal(run(s->db, "SELECT ts FROM flows LIMIT 1", NULL, 0, &r), SQLITE_OK);
+	rows_free(&r);
+}
+
+/* ---- readers racing the sealer ----------------------------------------------------------- */
+
+struct racer {
+	struct span_set *set;
+	atomic_int stop;
+	int queries, errors;
+	char error[256];
+};
+
+static void *race_reader(void *arg)
+{
+	struct racer *r = arg;
+	sqlite3 *db = NULL;
+
+	sqlite3_open(":memory:", &db);
+	span_register(db, r->set, NULL, NULL);
+	while (!atomic_load(&r->stop)) {
+		struct rows rows = { 0 };
+		int rc = run(db, r->queries % 2 ? "SELECT count(*), sum(orig_bytes) FROM flows"
+			     : "SELECT ts FROM flows ORDER BY ts DESC LIMIT 5", NULL, 0, &rows);
+
+		rows_free(&rows);
+		r->queries++;
+		if (rc != SQLITE_OK && r->errors++ == 0)
+			snprintf(r->error, sizeof(r->error), "rc %d: %s", rc, sqlite3_errmsg(db));
+	}
+	sqlite3_close(db);
+	return NULL;
+}
+
+/* Queries read open partitions while they are sealed: the queries must
+ * never fail (no SQLITE_BUSY reaches them); the seal may be refused while a
+ * reader holds the WAL file and succeeds when retried. */
+static void test_seal_while_reading(void **state)
+{
+	struct small *s = *state;
+	struct racer r = { .set = s->set };
+	char path[4][PATH_MAX];
+	pthread_t th;
+	int busy = 0;
+
+	rng = W.seed ^ 4;
+	for (int h = 0; h < 4; h++)
+		partition_close(small_partition(s, h, 2000, 0, path[h]));
+	assert_int_equal(pthread_create(&th, NULL, race_reader, &r), 0);
+	for (int h = 0; h < 4; h++) {
+		int rc, tries = 0;
+
+		while ((rc = partition_seal(path[h], T0, NULL)) == -EBUSY && tries++ < 500) {
+			busy++;
+			usleep(2000);
+		}
+		assert_int_equal(rc, 0);
+	}
+	usleep(100000);
+	atomic_store(&r.stop, 1);
+	pthread_join(th, NULL);
+	fprintf(stderr, "seal while reading: %d queries, %d seal attempts refused (EBUSY)\n",
+		r.queries, busy);
+	if (r.errors)
+		fail_msg("%d of %d queries failed, first: %s", r.errors, r.queries, r.error);
+	assert_true(r.queries > 0);
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM partitions WHERE status = 'sealed'"),
+			 4);
+}
+
+int main(void)
+{
+	const struct CMUnitTest world[] = {
+		cmocka_unit_test(test_columns_match_ddl),
+		cmocka_unit_test(test_fixed_queries),
+		cmocka_unit_test(test_same_as_merged),
+		cmocka_unit_test(test_pruning),
+		cmocka_unit_test(test_merge_opens_little),
+		cmocka_unit_test(test_count_from_meta),
+		cmocka_unit_test(test_join_plan),
+		cmocka_unit_test(test_partitions_table),
+	};
+	const struct CMUnitTest small[] = {
+		cmocka_unit_test_setup_teardown(test_files_come_and_go, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_open_partition_grows, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_interrupt, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_handle_cache_bound, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_affinity_oracle, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_merge_clamps_open, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_seal_while_reading, small_setup, small_teardown),
+	};
+	int failed = cmocka_run_group_tests_name("span_world", world, world_setup, world_teardown);
+
+	return failed + cmocka_run_group_tests_name("span_dir_changes", small, NULL, NULL);
+}
