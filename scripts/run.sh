@@ -15,7 +15,7 @@ BUILD="$ROOT/build/gcc"
 
 "$ROOT/scripts/deps.sh"
 cmake -S "$ROOT" -B "$BUILD" -DCMAKE_C_COMPILER=gcc -DCMAKE_BUILD_TYPE=RelWithDebInfo
-cmake --build "$BUILD" -j "$(nproc)" --target flowstored
+cmake --build "$BUILD" -j "$(nproc)" --target flowstored flowq
 
 mkdir -p "$DATA"
 DATA=$(cd "$DATA" && pwd)
@@ -38,10 +38,11 @@ cat <<INFO
 flowstore
   data:    $DATA  (one SQLite file per period: raw-<UTC start>-<seq>.db)
   socket:  $DATA/flowstore.sock
-  look at the data (read-only, safe while flowstored runs):
-    ls $DATA
-    sqlite3 "file:\$(ls $DATA/raw-*.db | tail -n 1)?mode=ro" \\
-      'SELECT * FROM flows ORDER BY ts DESC LIMIT 10'
+  ask it (every partition, read-only, safe while flowstored runs):
+    $BUILD/query/flowq --socket $DATA/flowstore.sock \\
+      "SELECT ts, proto, orig_addr, resp_addr, resp_port, orig_bytes, comm FROM flows ORDER BY ts DESC LIMIT 10"
+    curl -s --unix-socket $DATA/flowstore.sock \\
+      'http://x/query?format=csv&sql=SELECT%20count(*)%20FROM%20flows'
   stop: Ctrl-C
 
 INFO
