@@ -3,6 +3,14 @@
  * thread seals them in submission order. Sealing failures are logged and
  * counted; the file is left as it is (a valid open partition, or a broken
  * file that is never deleted).
+ *
+ * A partition being read cannot be sealed at that moment: the checkpoint
+ * waits for readers, and the switch out of WAL needs none at all (queries
+ * read the open partition too). That refusal (-EBUSY) is retried with a
+ * backoff from 10 ms to 1 s until the seal goes through or the sealer
+ * stops (every step of a seal is idempotent); a query holds a partition
+ * for at most its time budget, so the wait is bounded in practice. A
+ * warning says so once a partition has waited SEAL_BUSY_WARN_MS.
  */
 #include "sealer.h"
 
@@ -12,12 +20,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "schema.h"
 
 #define SEALER_NICE 10
+#define SEAL_BUSY_FIRST_MS 10
+#define SEAL_BUSY_MAX_MS 1000
+#define SEAL_BUSY_WARN_MS 60000
 
 struct seal_job {
 	struct seal_job *next;
@@ -53,13 +65,57 @@ static struct seal_job *next_job(struct sealer *s)
 	return job;
 }
 
+/* Sleeps ms, or less if the sealer is stopping. false: stopping. */
+static bool backoff(struct sealer *s, unsigned ms)
+{
+	struct timespec until;
+	bool stopping;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&s->mu);
+	while (!s->stopping && pthread_cond_timedwait(&s->cv, &s->mu, &until) != ETIMEDOUT)
+		;
+	stopping = s->stopping;
+	pthread_mutex_unlock(&s->mu);
+	return !stopping;
+}
+
+/* partition_seal, again while readers keep the file busy. */
+static int seal_retrying(struct sealer *s, const char *path)
+{
+	unsigned wait_ms = SEAL_BUSY_FIRST_MS;
+	int64_t start = clock_monotonic(&clock_system);
+	bool warned = false;
+	int err;
+
+	while ((err = partition_seal(path, clock_realtime(s->clock), &s->cancel)) == -EBUSY) {
+		stats_add(&s->stats->seal_busy_retries, 1);
+		if (!warned && clock_monotonic(&clock_system) - start >= SEAL_BUSY_WARN_MS * 1000000LL) {
+			LOG(LOG_WARN, "%s has been busy for %d s (%s); still trying to seal it",
+			    path, SEAL_BUSY_WARN_MS / 1000, schema_last_error());
+			warned = true;
+		}
+		if (!backoff(s, wait_ms))
+			return -ECANCELED;
+		if (wait_ms < SEAL_BUSY_MAX_MS)
+			wait_ms *= 2;
+	}
+	return err;
+}
+
 static void seal_one(struct sealer *s, const char *path)
 {
 	struct partition_meta meta;
 	int64_t t0 = clock_monotonic(&clock_system);
 	int err;
 
-	err = partition_seal(path, clock_realtime(s->clock), &s->cancel);
+	err = seal_retrying(s, path);
 	if (err == -ECANCELED) {
 		LOG(LOG_INFO, "sealing %s interrupted; the next start seals it", path);
 		return;
@@ -105,6 +161,7 @@ static void *sealer_main(void *arg)
 int sealer_start(const struct fs_clock *clock, struct stats *stats, struct sealer **out)
 {
 	struct sealer *s = calloc(1, sizeof(*s));
+	pthread_condattr_t attr;
 	int err;
 
 	if (!s)
@@ -112,7 +169,10 @@ int sealer_start(const struct fs_clock *clock, struct stats *stats, struct seale
 	s->clock = clock;
 	s->stats = stats;
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_cond_init(&s->cv, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC); /* backoff() waits on it */
+	pthread_cond_init(&s->cv, &attr);
+	pthread_condattr_destroy(&attr);
 	err = pthread_create(&s->thread, NULL, sealer_main, s);
 	if (err) {
 		pthread_cond_destroy(&s->cv);

@@ -67,6 +67,7 @@ static const struct metric metrics[] = {
 	M("partitions_created", "Partitions created.", COUNTER, partitions_created, 1, 0, 0),
 	M("partitions_sealed", "Partitions sealed.", COUNTER, partitions_sealed, 1, 0, 0),
 	M("seal_errors", "Seals that failed.", COUNTER, seal_errors, 1, 0, 0),
+	M("seal_busy_retries", "Seals put off because a query was reading the partition (retried).", COUNTER, seal_busy_retries, 1, 0, 0),
 	M("seal_ns_total", "Time spent sealing, ns.", COUNTER, seal_ns_total, 1, 0, 0),
 	M("seal_rows_total", "Rows in the partitions sealed.", COUNTER, seal_rows_total, 1, 0, 0),
 	M("partitions_broken", "Files named like partitions that cannot be read (left alone).", GAUGE, partitions_broken, 1, 0, 0),

@@ -51,6 +51,7 @@ struct stats {
 	/* sealer thread */
 	atomic_uint_fast64_t partitions_sealed;
 	atomic_uint_fast64_t seal_errors;
+	atomic_uint_fast64_t seal_busy_retries; /* seals put off: a reader had the file */
 	atomic_uint_fast64_t seal_ns_total;
 	atomic_uint_fast64_t seal_rows_total;
 	/* startup */

@@ -279,6 +279,52 @@ static void test_shutdown_gives_up_after_retrying(void **state)
 	*strrchr(f->dir, '/') = 0;
 }
 
+/*
+ * A query reading the partition when it is closed: the seal is refused
+ * (the WAL cannot be left while a reader holds it) and retried until the
+ * reader is gone, then done; nothing is lost in between.
+ */
+static void test_seal_waits_for_readers(void **state)
+{
+	struct fixture *f = *state;
+	struct catalog c;
+	char path[4096];
+	sqlite3 *reader;
+	sqlite3_stmt *st;
+
+	start(f, T0 + 5, 1000000);
+	write_rows(f, 0, 10);
+	c = scan(f);
+	assert_int_equal(c.n, 1);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, c.entries[0].name);
+	catalog_free(&c);
+	/* a reader in the middle of a statement, as a query over the open
+	 * partition would be */
+	assert_int_equal(sqlite3_open_v2(path, &reader, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(reader, "SELECT ts FROM flows", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+
+	atomic_store(&f->clock.now, T0 + HOUR + 5); /* the period ends: close, submit */
+	write_rows(f, 10, 1);
+	/* the checkpoint waits out its busy timeout (5 s) before refusing */
+	for (int i = 0; i < 1000 && stats_get(&f->stats.seal_busy_retries) < 2; i++)
+		usleep(20000);
+	assert_true(stats_get(&f->stats.seal_busy_retries) >= 2);
+	assert_int_equal(stats_get(&f->stats.partitions_sealed), 0);
+	assert_int_equal(stats_get(&f->stats.seal_errors), 0);
+
+	sqlite3_finalize(st);
+	sqlite3_close(reader);
+	stop(f); /* waits for the sealer to be idle */
+	assert_int_equal(stats_get(&f->stats.partitions_sealed), 1);
+	assert_int_equal(stats_get(&f->stats.seal_errors), 0);
+	c = scan(f);
+	assert_int_equal(c.n, 2);
+	assert_int_equal(c.entries[0].status, CATALOG_SEALED);
+	assert_int_equal(flows_in(f, c.entries[0].name), 10);
+	catalog_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,6 +334,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_idle_period_end_seals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_is_kept_and_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_gives_up_after_retrying, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_seal_waits_for_readers, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
