@@ -152,10 +152,7 @@ struct {
 
 static __always_inline void flow_count(__u32 which)
 {
-	__u64 *n = bpf_map_lookup_elem(&flow_counts, &which);
-
-	if (n)
-		*n += 1; /* per-CPU: no other writer */
+	percpu_inc(&flow_counts, which);
 }
 
 /* One packet, as the accounting sees it. */

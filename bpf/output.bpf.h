@@ -30,12 +30,18 @@ struct {
 	__type(value, __u64);
 } losses SEC(".maps");
 
-static __always_inline void count_loss(__u32 reason)
+/* Entry `key` of a per-CPU array of __u64 counters, plus one. */
+static __always_inline void percpu_inc(void *map, __u32 key)
 {
-	__u64 *n = bpf_map_lookup_elem(&losses, &reason);
+	__u64 *n = bpf_map_lookup_elem(map, &key);
 
 	if (n)
 		*n += 1; /* per-CPU: no other writer */
+}
+
+static __always_inline void count_loss(__u32 reason)
+{
+	percpu_inc(&losses, reason);
 }
 
 static __always_inline void *output_reserve(__u64 size)

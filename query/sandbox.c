@@ -433,20 +433,30 @@ static void first_word(const char *p, const char *end, char *word, size_t wordle
 }
 
 /* A failed sqlite3_prepare: which kind, and the message. */
-static enum qerr prepare_error(struct sandbox *sb, int rc, char *err, size_t errlen)
+/* QERR_DENIED (message in err) if rc is a refusal: the authorizer's
+ * (SQLITE_AUTH, or SQLITE_ERROR "not authorized to use function: x": either
+ * way it noted why) or a write to something read-only; else QERR_NONE. */
+static enum qerr refusal(struct sandbox *sb, int rc, const char *msg, char *err, size_t errlen)
 {
-	const char *msg = sqlite3_errmsg(sb->db);
-
-	/* A refusal fails the prepare with SQLITE_AUTH, or with SQLITE_ERROR
-	 * ("not authorized to use function: x"): either way it was ours. */
 	if (sb->denied[0] || (rc & 0xff) == SQLITE_AUTH) {
 		set_err(err, errlen, "%s", sb->denied[0] ? sb->denied : msg);
 		return QERR_DENIED;
 	}
-	switch (rc & 0xff) {
-	case SQLITE_READONLY:
+	if ((rc & 0xff) == SQLITE_READONLY) {
 		set_err(err, errlen, "%s: queries are read-only", msg);
 		return QERR_DENIED;
+	}
+	return QERR_NONE;
+}
+
+static enum qerr prepare_error(struct sandbox *sb, int rc, char *err, size_t errlen)
+{
+	const char *msg = sqlite3_errmsg(sb->db);
+	enum qerr e = refusal(sb, rc, msg, err, errlen);
+
+	if (e != QERR_NONE)
+		return e;
+	switch (rc & 0xff) {
 	case SQLITE_TOOBIG:
 		set_err(err, errlen, "%s", msg);
 		return QERR_TOO_LARGE;
@@ -546,15 +556,8 @@ enum qerr sandbox_step_error(struct sandbox *sb, int rc, char *err, size_t errle
 			return sb->stopped;
 	}
 	/* A pragma_x() table prepares its own PRAGMA at run time. */
-	if (sb->denied[0] || (rc & 0xff) == SQLITE_AUTH) {
-		set_err(err, errlen, "%s", sb->denied[0] ? sb->denied : msg);
+	if (refusal(sb, rc, msg, err, errlen) != QERR_NONE)
 		return QERR_DENIED;
-	}
-	switch (rc & 0xff) {
-	case SQLITE_READONLY:
-		set_err(err, errlen, "%s: queries are read-only", msg);
-		return QERR_DENIED;
-	}
 	set_err(err, errlen, "%s", msg);
 	return QERR_RUNTIME;
 }

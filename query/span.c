@@ -6,10 +6,11 @@
  * The pieces, in the order a query meets them:
  *
  *  1. Descriptors. A spanning table is data: a struct span_desc names the
- *     virtual table, the kind of file it reads (the name prefix: "raw"), the
- *     table inside each file, its columns (names, order and declared types
- *     exactly as the partition DDL) and its time columns. Rollup tables are
- *     further descriptors through the same machinery.
+ *     virtual table, the kind of file it reads (struct span_kind: how the
+ *     name parses, how the metadata is read; "raw" for raw-*.db), the table
+ *     inside each file, its columns (names, order and declared types exactly
+ *     as the partition DDL) and its time columns. Rollup tables are further
+ *     kinds and descriptors through the same machinery.
  *
  *  2. The set (one per data dir, shared by every connection, mutex
  *     protected). It lists the dir again only when the dir's mtime changed
@@ -32,7 +33,12 @@
  *     operator, collation, argv slot) with colUsed; xFilter prunes with the
  *     ts (and ts_end, and partition name) constraints and turns the rest into
  *     the WHERE clause every partition runs, values bound, never pasted.
- *     Columns SQLite does not use are not read.
+ *     Columns SQLite does not use are not read. A sealed partition that lies
+ *     inside the time range runs without the time constraints (a table scan,
+ *     not the ts index); with no column read and only time constraints, a
+ *     sealed partition inside the range is not opened at all: its row count
+ *     comes from the metadata (count(*)). LIMIT (+ OFFSET) caps what each
+ *     partition returns; SQLite still applies both itself.
  *
  *  5. Streams. One partition statement each. Unordered, partitions are read
  *     one after the other in name order. ORDER BY ts is a lazy k-way merge:
@@ -43,19 +49,23 @@
  *     row before (after, for DESC) its recorded bound.
  *
  *  6. Handles. Sealed files are opened immutable=1 (no locks, no side
- *     files) and cached per connection (LRU, SPAN_HANDLES_MAX) with their
- *     prepared statements, so a join calling xFilter once per outer row does
- *     not reopen files. Open (WAL) partitions are opened mode=ro, owned by
- *     the cursor and closed with it: a reader that stays connected to a WAL
- *     file keeps the sealer from switching it out of WAL mode.
+ *     files; one read transaction held for the handle's life) and cached per
+ *     connection (LRU with a hash by inode; up to RLIMIT_NOFILE / 16 handles,
+ *     64..1024, ~110 KiB each) with their prepared statements, so a join
+ *     calling xFilter once per outer row does not reopen files. Open (WAL)
+ *     partitions are opened mode=ro with a busy handler, owned by the cursor
+ *     and closed with it: a reader that stays connected to a WAL file keeps
+ *     the sealer from switching it out of WAL mode.
  *
  * Invariants:
  *  a. A snapshot never changes once published; a cursor holds a reference to
  *     the one it reads, so rowids ((snapshot index + 1) << 40 | partition
  *     rowid) are stable for the whole statement (SQLite's OR-by-union plans
  *     dedupe by rowid across xFilter calls).
- *  b. Only sealed files whose every seal step is done (catalog: sealed, no
- *     needs_seal) are opened immutable or have their metadata cached.
+ *  b. Only sealed files whose every seal step is done (meta.sealed, mode
+ *     0444, no -wal or -journal) are opened immutable, have their metadata
+ *     cached, are read without their time constraints or counted from
+ *     their metadata.
  *  c. A constraint is marked omit only where the partition evaluates it
  *     exactly as SQLite would on our column (INTEGER columns, same declared
  *     type); TEXT comparisons are rechecked by SQLite, and skipped in the
@@ -98,8 +108,9 @@
 #define SPAN_BUSY_STEP_MS 5
 #define SPAN_RACY_NS 1000000000LL /* a dir mtime this close to a scan is not trusted */
 #define SPAN_ROWID_SHIFT 40       /* rowid = (snapshot index + 1) << 40 | partition rowid */
-#define SPAN_CACHE_KIB 256        /* page cache of one handle (sealed: read through mmap) */
-#define SPAN_MMAP_BYTES (256LL << 20) /* sealed files: read through mmap */
+#define SPAN_CACHE_KIB 256        /* page cache of one handle: measured faster for scans
+				     than 2 MiB (the pcache's own upkeep) and than mmap
+				     (a page fault per page of every newly opened file) */
 #define SPAN_MAX_COLS 63          /* colUsed has a bit per column below 63 */
 
 /* ---- descriptors ------------------------------------------------------------ */
@@ -123,7 +134,7 @@ struct span_desc {
 };
 
 #define INT(n, ix) { n, "INTEGER", 0, ix }
-#define TXT(n, ix) { n, "TEXT", 0 + 1, ix }
+#define TXT(n, ix) { n, "TEXT", 1, ix }
 
 static const struct span_col flows_cols[] = {
 	{ "ts", "INTEGER NOT NULL", 0, 1 }, { "ts_end", "INTEGER NOT NULL", 0, 0 },
@@ -153,6 +164,25 @@ static const struct span_col tcp_states_cols[] = {
 #undef TXT
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+_Static_assert(NCOLS(flows_cols) < SPAN_MAX_COLS && NCOLS(connections_cols) < SPAN_MAX_COLS &&
+	       NCOLS(tcp_states_cols) < SPAN_MAX_COLS, "colUsed holds a bit per column");
+
+/*
+ * Kinds of file in the data dir: how a name is recognised and how the
+ * metadata is read. Rollup files (other name prefixes) are further kinds.
+ */
+struct span_kind {
+	const char *name;
+	int (*parse)(const char *name, int64_t *period_start_ns, unsigned *seq);
+	int (*read_meta)(const char *path, struct partition_meta *out);
+};
+
+static const struct span_kind span_kinds[] = {
+	{ "raw", partition_name_parse, partition_read_meta },
+};
+
+#define NKINDS ((int)(sizeof(span_kinds) / sizeof(span_kinds[0])))
+
 static const struct span_desc span_descs[] = {
 	{ "flows", "raw", "flows", SCHEMA_FLOWS, flows_cols, NCOLS(flows_cols), 0, 1 },
 	{ "connections", "raw", "connections", SCHEMA_CONNECTIONS, connections_cols,
@@ -167,7 +197,7 @@ static const struct span_desc span_descs[] = {
 
 struct span_part {
 	char name[SCHEMA_NAME_LEN];
-	const char *kind;          /* "raw" */
+	const struct span_kind *kind;
 	enum catalog_status status;
 	int64_t period_start;      /* from the name */
 	unsigned seq;
@@ -282,6 +312,7 @@ static const struct span_part *snap_find(const struct span_snap *s, const char *
 /* A directory entry with a partition's name. */
 struct dir_name {
 	char name[SCHEMA_NAME_LEN];
+	const struct span_kind *kind;
 	ino_t ino;
 	int64_t period_start;
 	unsigned seq;
@@ -292,7 +323,7 @@ static int dir_name_cmp(const void *a, const void *b)
 	return strcmp(((const struct dir_name *)a)->name, ((const struct dir_name *)b)->name);
 }
 
-/* The names in dir that parse as partition names (side files and foreign
+/* The names in dir that parse as one of our kinds' (side files and foreign
  * files do not), sorted. Free *out with free(). */
 static int dir_list(const char *dir, struct dir_name **out, size_t *n)
 {
@@ -309,7 +340,10 @@ static int dir_list(const char *dir, struct dir_name **out, size_t *n)
 		struct dir_name e = { .ino = de->d_ino };
 		size_t len = strlen(de->d_name);
 
-		if (len >= sizeof(e.name) || partition_name_parse(de->d_name, &e.period_start, &e.seq))
+		for (int k = 0; !e.kind && len < sizeof(e.name) && k < NKINDS; k++)
+			if (span_kinds[k].parse(de->d_name, &e.period_start, &e.seq) == 0)
+				e.kind = &span_kinds[k];
+		if (!e.kind)
 			continue;
 		if (*n == cap) {
 			void *nv = realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
@@ -376,7 +410,7 @@ static int part_fill(const struct span_set *set, const struct dir_name *e,
 	}
 	memset(p, 0, sizeof(*p));
 	snprintf(p->name, sizeof(p->name), "%s", e->name);
-	p->kind = "raw";
+	p->kind = e->kind;
 	p->period_start = e->period_start;
 	p->seq = e->seq;
 	p->status = CATALOG_BROKEN;
@@ -386,7 +420,7 @@ static int part_fill(const struct span_set *set, const struct dir_name *e,
 		return errno == ENOENT ? 0 : -errno;
 	p->dev = st.st_dev;
 	p->ino = st.st_ino;
-	rc = partition_read_meta(path, &p->meta);
+	rc = p->kind->read_meta(path, &p->meta);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -ENOMEM)
@@ -764,10 +798,26 @@ static void plan_clear(struct span_plan *pl)
 
 /* idxStr: "u<colUsed hex>" then ";c,op,coll,arg" per constraint, ";L<arg>",
  * ";O<arg>". Returns SQLITE_OK or SQLITE_ERROR for a string we did not make. */
+/* One ";col,op,coll,arg" of idxStr, from s (past the ';'); *end after it. */
+static int con_parse(const char *s, char **end, int ncols, struct span_con *k)
+{
+	k->col = (int)strtol(s, end, 10);
+	if (*(*end)++ != ',')
+		return SQLITE_ERROR;
+	k->op = (int)strtol(*end, end, 10);
+	if (*(*end)++ != ',' || !**end)
+		return SQLITE_ERROR;
+	k->coll = *(*end)++;
+	if (*(*end)++ != ',')
+		return SQLITE_ERROR;
+	k->arg = (int)strtol(*end, end, 10);
+	return k->col < 0 || k->col > ncols || !op_sql(k->op) ? SQLITE_ERROR : SQLITE_OK;
+}
+
 static int plan_parse(const char *s, int idx_num, int ncols, struct span_plan *pl)
 {
 	char *end;
-	int cap = 0;
+	int cap = 0, rc;
 
 	plan_clear(pl);
 	pl->order = idx_num & 3;
@@ -777,9 +827,7 @@ static int plan_parse(const char *s, int idx_num, int ncols, struct span_plan *p
 	for (s = end; *s == ';'; s = end) {
 		s++;
 		if (*s == 'L' || *s == 'O') {
-			int arg = (int)strtol(s + 1, &end, 10);
-
-			*(*s == 'L' ? &pl->limit_arg : &pl->offset_arg) = arg;
+			*(*s == 'L' ? &pl->limit_arg : &pl->offset_arg) = (int)strtol(s + 1, &end, 10);
 			continue;
 		}
 		if (pl->ncons == cap) {
@@ -790,20 +838,8 @@ static int plan_parse(const char *s, int idx_num, int ncols, struct span_plan *p
 			pl->cons = p;
 			cap += 8;
 		}
-		struct span_con *k = &pl->cons[pl->ncons++];
-
-		k->col = (int)strtol(s, &end, 10);
-		if (*end++ != ',')
-			return SQLITE_ERROR;
-		k->op = (int)strtol(end, &end, 10);
-		if (*end++ != ',' || !*end)
-			return SQLITE_ERROR;
-		k->coll = *end++;
-		if (*end++ != ',')
-			return SQLITE_ERROR;
-		k->arg = (int)strtol(end, &end, 10);
-		if (k->col < 0 || k->col > ncols || !op_sql(k->op))
-			return SQLITE_ERROR;
+		if ((rc = con_parse(s, &end, ncols, &pl->cons[pl->ncons++])))
+			return rc;
 	}
 	return *s ? SQLITE_ERROR : SQLITE_OK;
 }
@@ -837,6 +873,7 @@ struct cand {
 	const struct partition_meta *meta;
 	int64_t ts_min, ts_max; /* of this table */
 	int counted;            /* answer from the metadata alone */
+	int covered;            /* sealed, inside the time range: SQL_COVERED */
 };
 
 /* What the cursor knows about one snapshot entry for this statement. */
@@ -846,6 +883,14 @@ struct part_state {
 };
 
 enum { PS_UNKNOWN = 0, PS_READY, PS_GONE, PS_BROKEN };
+
+/*
+ * The SQL a partition runs: open partitions are clamped to their metadata's
+ * range under ORDER BY (invariant d); a sealed partition that lies inside
+ * the time range drops the time constraints (always true there), so it is
+ * read by a table scan rather than through its ts index.
+ */
+enum sql_variant { SQL_SEALED, SQL_OPEN, SQL_COVERED, SQL_VARIANTS };
 
 struct span_cursor {
 	sqlite3_vtab_cursor base;
@@ -867,7 +912,7 @@ struct span_cursor {
 	sqlite3_value **args;
 	int nargs;
 	unsigned char *skip;             /* per constraint: not pushed (value type) */
-	char *sql[2];                    /* [0] sealed, [1] open (clamped when ordered) */
+	char *sql[SQL_VARIANTS];         /* the partition SQL, by enum sql_variant */
 	int64_t limit;                   /* rows any one partition may need; -1: all */
 	struct cand *cands;
 	size_t ncands, next, cap;
@@ -1059,8 +1104,8 @@ static int db_open_ro(const char *uri, int immutable, struct span_conn *c, sqlit
 	sqlite3_progress_handler(*db, SPAN_PROGRESS_OPS, handle_progress, c);
 	if (!immutable)
 		sqlite3_busy_handler(*db, handle_busy, c);
-	snprintf(pragmas, sizeof(pragmas), "PRAGMA cache_size = -%d; PRAGMA mmap_size = %lld",
-		 SPAN_CACHE_KIB, immutable ? SPAN_MMAP_BYTES : 0LL);
+	snprintf(pragmas, sizeof(pragmas), "PRAGMA cache_size = -%d%s", SPAN_CACHE_KIB,
+		 immutable ? "; BEGIN; SELECT 1 FROM sqlite_schema LIMIT 1" : "");
 	return sqlite3_exec(*db, pragmas, NULL, NULL, NULL);
 }
 
@@ -1332,7 +1377,8 @@ static int stream_start(struct span_cursor *cur, size_t i)
 	if (rc != PART_OK)
 		return rc == PART_FAILED ? SQLITE_ERROR : rc;
 	count(&conn->opened, 1);
-	rc = stmt_get(s->h, cur->sql[!p->immutable], &s->ps);
+	rc = stmt_get(s->h, cur->sql[!p->immutable ? SQL_OPEN : c->covered ? SQL_COVERED : SQL_SEALED],
+		      &s->ps);
 	if (rc == SQLITE_OK)
 		rc = stream_bind(cur, c, s->ps->st);
 	if (rc != SQLITE_OK)
@@ -1432,7 +1478,18 @@ static void cursor_release(struct span_cursor *cur)
 /* ---- xBestIndex ------------------------------------------------------------------------ */
 
 /* What the planner is told a plan costs, in units of "one row read in a
- * partition". Opening a partition statement costs SPAN_COST_PART. */
+ * partition". Opening a partition statement costs SPAN_COST_PART.
+ *
+ * The costs favour, for "ts window AND (x = ? OR y = ?)", SQLite's OR plan:
+ * it plans each side without the window (3.40 offers an OR branch only its
+ * own term), but runs each side with the window ANDed in, through the
+ * partitions' indexes — the fast plan. Except when the window is a
+ * BETWEEN: its two comparisons are virtual terms, which SQLite does not
+ * AND into the branches, so each side probes every partition (docs/sql.md
+ * says to write such windows with >= and <). Pricing windows narrow
+ * enough to beat the OR plan would make the BETWEEN form safe but the
+ * common form 150x slower (measured in bench/query).
+ */
 #define SPAN_COST_PART 25.0
 #define SPAN_COST_OUT 2.0
 
@@ -1545,6 +1602,8 @@ static void plan_cost(struct span_vtab *vt, sqlite3_index_info *info, const stru
 		out /= 4;
 	for (int i = 0; i < f->isnull; i++)
 		out /= 2;
+	for (int i = 0; i < f->other; i++) /* !=, IS NOT */
+		out *= 0.9;
 	if (out < 1)
 		out = 1;
 	info->estimatedRows = (sqlite3_int64)out;
@@ -1565,52 +1624,57 @@ static char coll_code(sqlite3_index_info *info, int i)
 	return 0;
 }
 
+/* Push usable constraint i into the plan when a partition can evaluate it
+ * (or, on the hidden name column, when it prunes). */
+static void push_constraint(const struct span_desc *d, sqlite3_index_info *info, int i,
+			    int *argv, sqlite3_str *s, struct facts *f)
+{
+	const struct sqlite3_index_constraint *k = &info->aConstraint[i];
+	int col = k->iColumn, text;
+	char coll = 'B';
+
+	if (col < 0 || col > d->ncols || !op_sql(k->op))
+		return;
+	text = col == d->ncols || d->cols[col].text;
+	if (text && op_compares(k->op) && !(coll = coll_code(info, i)))
+		return;
+	if (col == d->ncols && (!op_range(k->op) || coll != 'B'))
+		return;
+	if (op_has_value(k->op)) {
+		info->aConstraintUsage[i].argvIndex = ++*argv;
+		info->aConstraintUsage[i].omit = !text; /* invariant c */
+	}
+	sqlite3_str_appendf(s, ";%d,%d,%c,%d", col, k->op, coll, op_has_value(k->op) ? *argv - 1 : -1);
+	facts_add(f, d, info, i);
+}
+
 static int span_best_index(sqlite3_vtab *base, sqlite3_index_info *info)
 {
 	struct span_vtab *vt = (struct span_vtab *)base;
 	const struct span_desc *d = vt->desc;
 	sqlite3_str *s = sqlite3_str_new(NULL);
+	int argv = 0, limit = -1, offset = -1, ordered = ORDER_NONE;
 	struct facts f;
-	int argv = 0, limit = -1, offset = -1, ordered = 0;
 
 	memset(&f, 0, sizeof(f));
 	trange_init(&f.lit);
 	sqlite3_str_appendf(s, "u%llx", (unsigned long long)info->colUsed);
 	for (int i = 0; i < info->nConstraint; i++) {
-		const struct sqlite3_index_constraint *k = &info->aConstraint[i];
-		int col = k->iColumn, text;
-		char coll = 'B';
-
-		if (!k->usable)
+		if (!info->aConstraint[i].usable)
 			continue;
-		if (k->op == SQLITE_INDEX_CONSTRAINT_LIMIT) {
+		if (info->aConstraint[i].op == SQLITE_INDEX_CONSTRAINT_LIMIT)
 			limit = i;
-			continue;
-		}
-		if (k->op == SQLITE_INDEX_CONSTRAINT_OFFSET) {
+		else if (info->aConstraint[i].op == SQLITE_INDEX_CONSTRAINT_OFFSET)
 			offset = i;
-			continue;
-		}
-		if (col < 0 || col > d->ncols || !op_sql(k->op))
-			continue;
-		text = col == d->ncols || d->cols[col].text;
-		if (text && op_compares(k->op) && !(coll = coll_code(info, i)))
-			continue;
-		if (col == d->ncols && (!op_range(k->op) || coll != 'B'))
-			continue; /* the name prunes; SQLite checks the rest */
-		if (op_has_value(k->op)) {
-			info->aConstraintUsage[i].argvIndex = ++argv;
-			info->aConstraintUsage[i].omit = !text;
-		}
-		sqlite3_str_appendf(s, ";%d,%d,%c,%d", col, k->op, coll,
-				    op_has_value(k->op) ? argv - 1 : -1);
-		facts_add(&f, d, info, i);
+		else
+			push_constraint(d, info, i, &argv, s, &f);
 	}
 	if (info->nOrderBy == 1 && info->aOrderBy[0].iColumn == d->ts_col) {
 		ordered = info->aOrderBy[0].desc ? ORDER_DESC : ORDER_ASC;
 		info->orderByConsumed = 1;
 	}
-	/* a row cap is only sound when the rows come in the final order */
+	/* a row cap is only sound when the rows come in the final order; it is
+	 * a hint (LIMIT + OFFSET rows per partition): SQLite still applies both */
 	if (limit >= 0 && (info->nOrderBy == 0 || ordered)) {
 		info->aConstraintUsage[limit].argvIndex = ++argv;
 		sqlite3_str_appendf(s, ";L%d", argv - 1);
@@ -1660,8 +1724,8 @@ static int cursor_plan(struct span_cursor *cur, int idx_num, const char *idx_str
 	return cur->idx_str ? SQLITE_OK : SQLITE_NOMEM;
 }
 
-/* The SQL a partition runs; clamp: bind the time range of its metadata. */
-static char *cursor_sql(const struct span_cursor *cur, int clamp)
+/* The SQL of a partition for variant v (see enum sql_variant). */
+static char *cursor_sql(const struct span_cursor *cur, enum sql_variant v)
 {
 	const struct span_desc *d = cur->vt->desc;
 	const struct span_plan *pl = &cur->plan;
@@ -1676,7 +1740,8 @@ static char *cursor_sql(const struct span_cursor *cur, int clamp)
 	for (int i = 0; i < pl->ncons; i++) {
 		const struct span_con *k = &pl->cons[i];
 
-		if (k->col == d->ncols || cur->skip[i])
+		if (k->col == d->ncols || cur->skip[i] ||
+		    (v == SQL_COVERED && k->col == d->ts_col && op_range(k->op)))
 			continue;
 		sqlite3_str_appendf(s, "%s\"%w\"", sep, d->cols[k->col].name);
 		if (k->coll != 'B' && op_compares(k->op))
@@ -1686,7 +1751,7 @@ static char *cursor_sql(const struct span_cursor *cur, int clamp)
 			sqlite3_str_appendf(s, " ?%d", k->arg + 1);
 		sep = " AND ";
 	}
-	if (clamp)
+	if (v == SQL_OPEN && pl->order)
 		sqlite3_str_appendf(s, "%s\"%w\" BETWEEN ?%d AND ?%d", sep,
 				    d->cols[d->ts_col].name, cur->nargs + 1, cur->nargs + 2);
 	if (pl->order)
@@ -1706,9 +1771,10 @@ static void cursor_free_args(struct span_cursor *cur)
 	cur->nargs = 0;
 	sqlite3_free(cur->skip);
 	cur->skip = NULL;
-	sqlite3_free(cur->sql[0]);
-	sqlite3_free(cur->sql[1]);
-	cur->sql[0] = cur->sql[1] = NULL;
+	for (int v = 0; v < SQL_VARIANTS; v++) {
+		sqlite3_free(cur->sql[v]);
+		cur->sql[v] = NULL;
+	}
 }
 
 /* argv lives for this call only; partitions are opened later. */
@@ -1760,12 +1826,13 @@ static int cursor_snapshot(struct span_cursor *cur)
 		} else if (p->immutable) {
 			cur->ps[i].state = PS_READY;
 			cur->ps[i].meta = &p->meta;
-		} else if (part_path(c->set, p->name, path, sizeof(path)) == 0 &&
-			   (rc = partition_read_meta(path, &cur->fresh[k])) == 0) {
-			cur->ps[i].state = PS_READY;
-			cur->ps[i].meta = &cur->fresh[k++];
 		} else {
-			cur->ps[i].state = rc == -ENOENT ? PS_GONE : PS_BROKEN;
+			rc = part_path(c->set, p->name, path, sizeof(path));
+			if (!rc)
+				rc = p->kind->read_meta(path, &cur->fresh[k]);
+			cur->ps[i].state = !rc ? PS_READY : rc == -ENOENT ? PS_GONE : PS_BROKEN;
+			if (!rc)
+				cur->ps[i].meta = &cur->fresh[k++];
 		}
 	}
 	cur->nfresh = k;
@@ -1919,7 +1986,7 @@ static int cursor_candidates(struct span_cursor *cur, const struct prune *pr)
 		const struct part_state *st = &cur->ps[i];
 		struct cand *c = &cur->cands[cur->ncands];
 
-		if (strcmp(p->kind, d->kind) != 0 || st->state == PS_GONE)
+		if (strcmp(p->kind->name, d->kind) != 0 || st->state == PS_GONE)
 			continue;
 		if (st->state == PS_BROKEN) {
 			skipped++;
@@ -1934,6 +2001,8 @@ static int cursor_candidates(struct span_cursor *cur, const struct prune *pr)
 		c->ts_min = st->meta->tables[d->meta].ts_min;
 		c->ts_max = st->meta->tables[d->meta].ts_max;
 		c->counted = cand_countable(cur, pr, p, c);
+		c->covered = p->immutable && !cur->plan.order && !pr->ts.inexact &&
+			     c->ts_min >= pr->ts.lo && c->ts_max <= pr->ts.hi;
 		cur->ncands++;
 	}
 	count(&conn->pruned, pruned);
@@ -1983,10 +2052,9 @@ static int span_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_s
 	if (rc != SQLITE_OK)
 		return rc;
 	cur->limit = cursor_limit(cur);
-	cur->sql[0] = cursor_sql(cur, 0);
-	cur->sql[1] = cursor_sql(cur, cur->plan.order != ORDER_NONE);
-	if (!cur->sql[0] || !cur->sql[1])
-		return SQLITE_NOMEM;
+	for (int v = 0; v < SQL_VARIANTS; v++)
+		if (!(cur->sql[v] = cursor_sql(cur, (enum sql_variant)v)))
+			return SQLITE_NOMEM;
 	rc = cursor_candidates(cur, &pr);
 	return rc == SQLITE_OK ? cursor_fill(cur) : rc;
 }
@@ -2029,15 +2097,7 @@ static int span_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col)
 	k = col >= 0 && col < cur->vt->desc->ncols ? cur->map[col] : -1;
 	if (k < 0 || !s->ps)
 		return SQLITE_OK; /* a column SQLite said it would not use: NULL */
-	switch (sqlite3_column_type(s->ps->st, k)) {
-	case SQLITE_INTEGER:
-		sqlite3_result_int64(ctx, sqlite3_column_int64(s->ps->st, k));
-		break;
-	case SQLITE_NULL:
-		break;
-	default:
-		sqlite3_result_value(ctx, sqlite3_column_value(s->ps->st, k));
-	}
+	sqlite3_result_value(ctx, sqlite3_column_value(s->ps->st, k));
 	return SQLITE_OK;
 }
 
@@ -2203,7 +2263,7 @@ static int prow_fill(const struct span_set *set, const struct span_part *p, stru
 		r->meta = p->meta;
 		r->has_meta = 1;
 	} else if (p->status != CATALOG_BROKEN) {
-		rc = partition_read_meta(path, &r->meta);
+		rc = p->kind->read_meta(path, &r->meta);
 		if (rc == -ENOENT)
 			return 0;
 		r->has_meta = rc == 0;
@@ -2308,7 +2368,7 @@ static int parts_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col
 
 	switch (col) {
 	case PC_NAME: sqlite3_result_text(ctx, r->p->name, -1, SQLITE_TRANSIENT); break;
-	case PC_KIND: sqlite3_result_text(ctx, r->p->kind, -1, SQLITE_STATIC); break;
+	case PC_KIND: sqlite3_result_text(ctx, r->p->kind->name, -1, SQLITE_STATIC); break;
 	case PC_STATUS: sqlite3_result_text(ctx, status_name(r->p->status), -1, SQLITE_STATIC); break;
 	case PC_PERIOD_START: sqlite3_result_int64(ctx, r->p->period_start); break;
 	case PC_SEQ: sqlite3_result_int64(ctx, r->p->seq); break;

@@ -17,6 +17,13 @@
  *  - ORDER BY ts (ASC or DESC) is produced by a lazy k-way merge over the
  *    partitions in time order (orderByConsumed), and LIMIT/OFFSET reach the
  *    tables, so "ORDER BY ts DESC LIMIT 10" opens and reads only what it needs.
+ *  - ts_end constraints and the hidden column `partition` (the file's name:
+ *    SELECT partition, * FROM flows WHERE partition = '...') prune too.
+ *  - A query that reads no column and constrains only ts (count(*)) takes
+ *    the row counts of sealed partitions from their metadata.
+ *  - With SQLite 3.40, `ts BETWEEN ? AND ?` is not copied into the branches
+ *    of an OR plan (`... AND (orig_addr = ? OR resp_addr = ?)`): each branch
+ *    then probes every partition. Written `ts >= ? AND ts <= ?`, it is.
  *
  * The partition list and the metadata of sealed partitions (which never
  * change) are cached in a span_set shared by every connection; open
@@ -48,7 +55,8 @@ typedef int (*span_interrupt_fn)(void *ctx);
 /* What the span tables of one connection have done, for tests, EXPLAIN-like
  * diagnostics and /metrics. Counted since span_register or the last reset. */
 struct span_counters {
-	uint64_t partitions_opened;  /* partition files opened by queries */
+	uint64_t partitions_opened;  /* partitions read by queries (a statement run on
+					the file; see files_opened) */
 	uint64_t partitions_pruned;  /* skipped by a ts constraint, not opened */
 	uint64_t rows_read;          /* rows returned by partition statements */
 	uint64_t partitions_counted; /* answered from metadata alone (no column read,
@@ -58,8 +66,11 @@ struct span_counters {
 					partitions_opened came from the handle cache */
 };
 
-/* Register flows, connections, tcp_states and partitions on db (one per
- * connection; the set must outlive db). 0 or an SQLite error code. */
+/* Register flows, connections, tcp_states and partitions on db (once per
+ * connection: SQLITE_MISUSE the second time; the set must outlive db).
+ * db keeps up to RLIMIT_NOFILE / 16 sealed partitions open (64..1024, about
+ * 110 KiB each) until it is closed or the files go away. 0 or an SQLite
+ * error code. */
 int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt,
 		  void *interrupt_ctx);
 

@@ -844,6 +844,38 @@ static void test_pruning(void **state)
 	}
 }
 
+/* The hidden column names the file and prunes like ts; so does ts_end. */
+static void test_prune_by_name_and_end(void **state)
+{
+	struct span_counters c;
+	char sql[256];
+	const char *name = strrchr(W.paths[3], '/') + 1;
+	struct partition_meta m;
+	uint64_t expect = 0;
+	int64_t end;
+
+	(void)state;
+	snprintf(sql, sizeof(sql), "SELECT count(ts) FROM flows WHERE partition = '%s'", name);
+	assert_int_equal(partition_read_meta(W.paths[3], &m), 0);
+	span_counters_reset(W.span);
+	assert_int_equal(query_int(W.span, sql), m.tables[SCHEMA_FLOWS].rows);
+	span_counters_get(W.span, &c);
+	assert_int_equal(c.partitions_opened, 1);
+	assert_int_equal(c.partitions_pruned, NPARTS - 1);
+	/* flows still going at the end of the newest rows: ts_end prunes */
+	end = query_int(W.ref, "SELECT max(ts_end) FROM flows") - 1;
+	for (int i = 0; i < NPARTS; i++) {
+		assert_int_equal(partition_read_meta(W.paths[i], &m), 0);
+		expect += m.tables[SCHEMA_FLOWS].rows && m.tables[SCHEMA_FLOWS].ts_end_max >= end;
+	}
+	snprintf(sql, sizeof(sql), "SELECT ts, ts_end FROM flows WHERE ts_end >= %lld", (long long)end);
+	span_counters_reset(W.span);
+	assert_same(W.span, W.ref, sql, NULL, 0, 0, W.seed);
+	span_counters_get(W.span, &c);
+	assert_int_equal(c.partitions_opened, expect);
+	assert_true(expect < NPARTS / 2);
+}
+
 /* ORDER BY ts DESC LIMIT 1 opens the partitions whose ts_max reaches the
  * answer, and only those (ASC: whose ts_min does). */
 static void check_merge_opens(const char *where, int desc, const struct ranges *r)
@@ -1210,6 +1242,32 @@ static void test_merge_clamps_open(void **state)
 	partition_close(p);
 }
 
+/* A REAL bound next to integers it cannot represent: the time range pruning
+ * widens it, but the rows must still be exactly those SQLite would pick. */
+static void test_real_bounds(void **state)
+{
+	struct small *s = *state;
+	struct partition *p = NULL;
+	char path[PATH_MAX];
+	const int64_t two60 = INT64_C(1) << 60; /* a double, exactly */
+
+	rng = W.seed ^ 8;
+	assert_int_equal(partition_create(s->dir, T0, HOUR, 0, T0, &p), 0);
+	add_flows_at(p, two60 - 1, 3); /* 2^60 - 1, 2^60, 2^60 + 1 */
+	snprintf(path, sizeof(path), "%s", partition_path(p));
+	partition_close(p);
+	assert_int_equal(partition_seal(path, T0, NULL), 0);
+	s->db = span_db(s->set, NULL, NULL);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts >= 1152921504606846976.0"), 2);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts > 1152921504606846976.0"), 1);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts <= 1152921504606846976.0"), 2);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts < 1152921504606846976.0"), 1);
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts = 1152921504606846976.0"), 1);
+	/* as doubles both literals are 2^60 */
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM flows WHERE ts BETWEEN 1152921504606846975.5"
+				   " AND 1152921504606846976.5"), 1);
+}
+
 static void test_open_partition_grows(void **state)
 {
 	struct small *s = *state;
@@ -1344,6 +1402,7 @@ int main(void)
 		cmocka_unit_test(test_fixed_queries),
 		cmocka_unit_test(test_same_as_merged),
 		cmocka_unit_test(test_pruning),
+		cmocka_unit_test(test_prune_by_name_and_end),
 		cmocka_unit_test(test_merge_opens_little),
 		cmocka_unit_test(test_count_from_meta),
 		cmocka_unit_test(test_join_plan),
@@ -1356,6 +1415,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_handle_cache_bound, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_affinity_oracle, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_merge_clamps_open, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_real_bounds, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_seal_while_reading, small_setup, small_teardown),
 	};
 	int failed = cmocka_run_group_tests_name("span_world", world, world_setup, world_teardown);
