@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
@@ -477,11 +478,29 @@ static int daemon_setup(struct daemon *d)
 	return 0;
 }
 
+/*
+ * Descriptors: the query side keeps partition files open between queries
+ * (a cache sized from RLIMIT_NOFILE, span.c) and each client is a socket,
+ * so take the hard limit as the soft one (systemd's default soft 1024 is
+ * meant for select() users; libuv and SQLite use poll/epoll).
+ */
+static void raise_nofile(void)
+{
+	struct rlimit r;
+
+	if (getrlimit(RLIMIT_NOFILE, &r) == 0 && r.rlim_cur < r.rlim_max) {
+		r.rlim_cur = r.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &r))
+			LOG(LOG_DEBUG, "cannot raise the open-file limit: %s", strerror(errno));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	static struct daemon d = { .dir_fd = -1 };
 
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (parse_flags(&d, argc, argv))
 		return 1;
 	uv_loop_init(&d.loop);
