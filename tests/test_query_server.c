@@ -32,37 +32,13 @@
 #include "fixture.h"
 #include "schema.h"
 #include "server.h"
+#include "testdir.h"
 
 /* A runaway query: counts forever, printing nothing. */
 #define RUNAWAY "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) " \
 		"SELECT count(*) FROM c"
 #define RUNAWAY_URL "WITH+RECURSIVE+c(x)+AS+(SELECT+1+UNION+ALL+SELECT+x%2B1+FROM+c)+" \
 		    "SELECT+count(*)+FROM+c"
-
-/* As testlib.h's, which needs the collector's headers. */
-static char *test_mkdtemp(const char *name)
-{
-	const char *base = getenv("FLOWSTORE_TEST_TMP");
-	char *path;
-
-	if (!base)
-		base = "/tmp";
-	mkdir(base, 0755);
-	if (asprintf(&path, "%s/%s.XXXXXX", base, name) < 0 || !mkdtemp(path))
-		abort();
-	return path;
-}
-
-static void test_rmtree(const char *path)
-{
-	char *cmd;
-
-	if (asprintf(&cmd, "rm -rf '%s'", path) < 0)
-		abort();
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", path);
-	free(cmd);
-}
 
 struct fix {
 	char *dir;

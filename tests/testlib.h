@@ -15,32 +15,7 @@
 
 #include "clock.h"
 #include "events.h"
-
-/* A fresh directory under $FLOWSTORE_TEST_TMP (or /tmp); caller frees the
- * string and removes the tree with test_rmtree(). */
-static inline char *test_mkdtemp(const char *name)
-{
-	const char *base = getenv("FLOWSTORE_TEST_TMP");
-	char *path;
-
-	if (!base)
-		base = "/tmp";
-	mkdir(base, 0755);
-	if (asprintf(&path, "%s/%s.XXXXXX", base, name) < 0 || !mkdtemp(path))
-		abort();
-	return path;
-}
-
-static inline void test_rmtree(const char *path)
-{
-	char *cmd;
-
-	if (asprintf(&cmd, "rm -rf '%s'", path) < 0)
-		abort();
-	if (system(cmd) != 0)
-		fprintf(stderr, "could not remove %s\n", path);
-	free(cmd);
-}
+#include "testdir.h"
 
 /* A realtime clock the test sets; monotonic stays real. */
 struct test_clock {
