@@ -139,6 +139,7 @@ struct bpf_source {
 	uint64_t sweep_entries; /* looked at per tick: the map once per idle_eff_ns */
 	uint64_t flows_swept;   /* entries the sweep took out of the map */
 	uint64_t made, made_at_ns; /* the program's count of entries made, when read */
+	uint64_t map_full_seen;    /* the flow program's map_full count, when read */
 	bool prog_info_failed;
 	unsigned consumed; /* records handed over in the current consume */
 	int64_t utc_offset_ns;
@@ -249,11 +250,10 @@ static int add_percpu(struct bpf_source *s, const struct bpf_map *map, uint32_t 
 	return 0;
 }
 
-static void sweep_pressure(struct bpf_source *s);
 static void sweep_adapt(struct bpf_source *s);
 
 /* The kernel's loss counters, summed over CPUs and both programs, into
- * stats->kernel_lost. A full map makes the sweep hurry. */
+ * stats->kernel_lost. */
 static void read_losses(struct bpf_source *s)
 {
 	bool grew = false;
@@ -272,8 +272,6 @@ static void read_losses(struct bpf_source *s)
 			return;
 		}
 		grew |= total > stats_get(&s->stats->kernel_lost[r]);
-		if (r == FS_LOSS_MAP_FULL && total > stats_get(&s->stats->kernel_lost[r]))
-			sweep_pressure(s);
 		atomic_store_explicit(&s->stats->kernel_lost[r], total, memory_order_relaxed);
 	}
 	if (grew && !s->losses_seen) {
@@ -394,16 +392,22 @@ static void sweep_plan(struct bpf_source *s)
  * and by the sweep). The idle period in use is the one that keeps the map
  * half full at that rate — map_size/2 / rate — within [SWEEP_IDLE_FLOOR_NS,
  * --idle-timeout]; it is only ever shortened while the map is more than a
- * quarter full, and lengthened back as the rate falls.
+ * quarter full, and lengthened back as the rate falls. A flow that found the
+ * map full (the flow program's map_full count grew) sends it to the floor at
+ * once.
  */
 static void sweep_adapt(struct bpf_source *s)
 {
-	uint64_t made = 0, deleted = 0, live, was = s->idle_eff_ns, want = s->idle_ns;
+	uint64_t made = 0, deleted = 0, full = 0, live, was = s->idle_eff_ns, want = s->idle_ns;
 	uint64_t now = now_mono(s), rate;
+	bool was_full;
 
 	if (add_percpu(s, s->flow->maps.flow_counts, FS_FLOWS_CREATED, &made) ||
-	    add_percpu(s, s->flow->maps.flow_counts, FS_FLOWS_DELETED, &deleted))
+	    add_percpu(s, s->flow->maps.flow_counts, FS_FLOWS_DELETED, &deleted) ||
+	    add_percpu(s, s->flow->maps.losses, FS_LOSS_MAP_FULL, &full))
 		return; /* logged with the loss counters, read the same way */
+	was_full = full > s->map_full_seen;
+	s->map_full_seen = full;
 	live = made > deleted + s->flows_swept ? made - deleted - s->flows_swept : 0;
 	if (live > s->flow_map_size)
 		live = s->flow_map_size;
@@ -414,9 +418,9 @@ static void sweep_adapt(struct bpf_source *s)
 	s->made_at_ns = now;
 	if (rate && (uint64_t)s->flow_map_size / 2 * 1000000000ull / rate < want)
 		want = (uint64_t)s->flow_map_size / 2 * 1000000000ull / rate;
-	if (want < SWEEP_IDLE_FLOOR_NS)
+	if (want < SWEEP_IDLE_FLOOR_NS || was_full)
 		want = SWEEP_IDLE_FLOOR_NS < s->idle_ns ? SWEEP_IDLE_FLOOR_NS : s->idle_ns;
-	if (want < s->idle_eff_ns && live * 4 < s->flow_map_size)
+	if (want < s->idle_eff_ns && live * 4 < s->flow_map_size && !was_full)
 		return; /* the map has room: no need to cut flows short yet */
 	/* small moves are not worth a new plan (or a log line) */
 	if (want * 10 > was * 9 && want * 9 < was * 10 && want != s->idle_ns)
@@ -427,25 +431,11 @@ static void sweep_adapt(struct bpf_source *s)
 	sweep_plan(s);
 	uv_timer_set_repeat(&s->sweep_timer, s->sweep_tick_ms);
 	LOG(want < was ? LOG_WARN : LOG_INFO,
-	    "flow map %llu%% full (%llu of %u), %llu new flows/s: exporting flows idle for "
+	    "flow map %llu%% full (%llu of %u)%s, %llu new flows/s: exporting flows idle for "
 	    "%.1f s (--idle-timeout %.1f s)",
 	    (unsigned long long)(live * 100 / s->flow_map_size), (unsigned long long)live,
-	    s->flow_map_size, (unsigned long long)rate, (double)s->idle_eff_ns / 1e9,
+	    s->flow_map_size, was_full ? ", flows found it full" : "", (unsigned long long)rate, (double)s->idle_eff_ns / 1e9,
 	    (double)s->idle_ns / 1e9);
-}
-
-/* The flow map was full (the kernel counted a map_full record): go to the
- * shortest idle period at once rather than a halving per pass. */
-static void sweep_pressure(struct bpf_source *s)
-{
-	if (!s->sweep || s->idle_eff_ns <= SWEEP_IDLE_FLOOR_NS)
-		return;
-	s->idle_eff_ns = SWEEP_IDLE_FLOOR_NS < s->idle_ns ? SWEEP_IDLE_FLOOR_NS : s->idle_ns;
-	sweep_plan(s);
-	uv_timer_set_repeat(&s->sweep_timer, s->sweep_tick_ms);
-	LOG(LOG_WARN, "flow map full (%u entries): exporting flows idle for %.1f s "
-		      "(--idle-timeout %.1f s); --flow-map-size can be raised",
-	    s->flow_map_size, (double)s->idle_eff_ns / 1e9, (double)s->idle_ns / 1e9);
 }
 
 static void on_sweep_timer(uv_timer_t *t)

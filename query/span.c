@@ -62,8 +62,8 @@
  *     the one it reads, so rowids ((snapshot index + 1) << 40 | partition
  *     rowid) are stable for the whole statement (SQLite's OR-by-union plans
  *     dedupe by rowid across xFilter calls).
- *  b. Only sealed files whose every seal step is done (meta.sealed, mode
- *     0444, no -wal or -journal) are opened immutable, have their metadata
+ *  b. Only sealed files whose every seal step is done
+ *     (partition_seal_complete: schema decides) are opened immutable, have their metadata
  *     cached, are read without their time constraints or counted from
  *     their metadata.
  *  c. A constraint is marked omit only where the partition evaluates it
@@ -370,15 +370,6 @@ static int dir_list(const char *dir, struct dir_name **out, size_t *n)
 	return 0;
 }
 
-static int side_file_exists(const char *path, const char *suffix)
-{
-	char side[PATH_MAX + 16];
-	struct stat st;
-
-	snprintf(side, sizeof(side), "%s%s", path, suffix);
-	return lstat(side, &st) == 0;
-}
-
 /* The schema's last error without its "<path>: " prefix. */
 static void set_reason(struct span_part *p, const char *path)
 {
@@ -439,9 +430,8 @@ static int part_fill(const struct span_set *set, const struct dir_name *e,
 	}
 	p->has_meta = 1;
 	p->status = p->meta.sealed ? CATALOG_SEALED : CATALOG_OPEN;
-	/* every seal step done (the chmod is the last): safe to open immutable */
-	p->immutable = p->meta.sealed && !(st.st_mode & 0222) && !side_file_exists(path, "-wal") &&
-		       !side_file_exists(path, "-journal");
+	/* every seal step done: safe to open immutable */
+	p->immutable = partition_seal_complete(path, &p->meta);
 	return 1;
 }
 

@@ -46,17 +46,16 @@ static int is_side_file(const char *name)
 	return 0;
 }
 
-/* A sealed partition still missing a step: writable, a WAL, WAL mode. */
-static int seal_incomplete(const char *path)
+int partition_seal_complete(const char *path, const struct partition_meta *m)
 {
 	struct schema_header h;
 	struct stat st;
 
-	if (stat(path, &st) || (st.st_mode & 0222))
-		return 1;
-	if (schema_side_file_exists(path, "-wal"))
-		return 1;
-	return schema_header_read(path, &h) || h.wal;
+	if (!m->sealed || stat(path, &st) || (st.st_mode & 0222))
+		return 0;
+	if (schema_side_file_exists(path, "-wal") || schema_side_file_exists(path, "-journal"))
+		return 0;
+	return schema_header_read(path, &h) == 0 && !h.wal;
 }
 
 static void set_error(struct catalog_entry *e, const char *reason)
@@ -93,7 +92,7 @@ static int entry_fill(const char *path, struct catalog_entry *e)
 			 (long long)m.period_start_ns, m.seq);
 	} else {
 		e->status = m.sealed ? CATALOG_SEALED : CATALOG_OPEN;
-		e->needs_seal = !m.sealed || seal_incomplete(path);
+		e->needs_seal = !partition_seal_complete(path, &m);
 	}
 	return 1;
 }

@@ -175,6 +175,12 @@ int partition_read_meta(const char *path, struct partition_meta *out);
  */
 int partition_seal(const char *path, int64_t sealed_ns, const atomic_int *cancel);
 
+/* Every step of partition_seal is done: meta says sealed (m, as
+ * partition_read_meta gave it), the file is read-only, out of WAL mode, with
+ * no WAL or journal beside it. Such a file never changes again and may be
+ * opened immutable=1. 1 or 0. */
+int partition_seal_complete(const char *path, const struct partition_meta *m);
+
 /* ---- the catalog: the partition files of a data dir -------------------------- */
 
 enum catalog_status {
