@@ -14,7 +14,9 @@
  *   passive: LISTEN->SYN_RECV  the child, in softirq (inet_csk_clone_lock):
  *                              entry created, the event held back (below)
  *            SYN_RECV->ESTABLISHED   held-back event emitted first
- *            accept()/accept4() returns it: owner = current (conn_accept)
+ *            owner = current at its first send or receive (conn_send,
+ *            conn_recv) or its close, or (--accept-owner syscall) when
+ *            accept()/accept4() returns it (conn_accept)
  *            ... ->CLOSE
  *   ->CLOSE: state event, then the connection record, then the entry goes.
  *
@@ -33,12 +35,19 @@
  *     was known at close.
  *  4. The owner (tgid, uid, comm, cgroup) is taken from the current task
  *     only where that task is the owner: at CLOSE->SYN_SENT, which runs in
- *     connect(), and at the exit of an accept()/accept4() syscall, for the
- *     socket behind the fd it returns. Elsewhere current is whoever runs the
+ *     connect(); for a socket whose owner is still unknown (an accepted
+ *     child, a socket first seen mid-life), at its first sendmsg/recvmsg
+ *     (tp_btf/sock_send_length and sock_recv_length fire in the calling
+ *     task, io_uring's workers included) or at the transitions only its
+ *     close()/shutdown() makes (ESTABLISHED or SYN_RECV -> FIN_WAIT1,
+ *     CLOSE_WAIT -> LAST_ACK); or, when user space loads conn_accept
+ *     (--accept-owner syscall), at the exit of the accept()/accept4()
+ *     syscall that returned it. Elsewhere current is whoever runs the
  *     softirq or timer. Once known, every later event of the socket carries
- *     it. An accept that is no syscall (io_uring, in-kernel servers), or of
- *     an ia32 task, leaves a passive socket's owner unknown; so does one of
- *     a socket that had no transition since load (no cookie to find it by).
+ *     it. Left unknown: a passive socket reset before its task used it, and
+ *     (syscall mode) one accepted by io_uring, an in-kernel server or an
+ *     ia32 task. Two threads of one process taking the first I/O of a
+ *     socket at the same instant may leave it with either thread's comm.
  *  5. The LISTEN->SYN_RECV event of a passive child is held in its entry
  *     (its time in syn_recv_ns) and emitted, with that time, just before the
  *     child's next transition, reading the addresses then: before Linux 6.15
@@ -432,6 +441,15 @@ static __always_inline void on_connect(const struct sock *sk, __u16 family, __u6
 	emit_state(sk, family, cookie, now, FS_TCP_CLOSE, FS_TCP_SYN_SENT, c ? c : &fresh);
 }
 
+/* Transitions that only the socket's own close() or shutdown() makes
+ * (tcp_close_state()): they run in the owner's task (invariant 4). */
+static __always_inline bool closed_by_task(int oldstate, int newstate)
+{
+	return (newstate == FS_TCP_FIN_WAIT1 &&
+		(oldstate == FS_TCP_ESTABLISHED || oldstate == FS_TCP_SYN_RECV)) ||
+	       (oldstate == FS_TCP_CLOSE_WAIT && newstate == FS_TCP_LAST_ACK);
+}
+
 /* LISTEN -> SYN_RECV of a passive child: held back (invariant 5). */
 static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 cookie,
 				     __u64 now)
@@ -497,8 +515,11 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 	}
 	if (!c)
 		c = entry_get_or_create(cookie, now, direction_of(oldstate, newstate));
-	if (c)
+	if (c) {
+		if (!(c->flags & CONN_OWNER_KNOWN) && closed_by_task(oldstate, newstate))
+			owner_from_current(c);
 		path_append(c, newstate);
+	}
 	emit_state(sk, family, cookie, now, oldstate, newstate, c);
 	return 0;
 }
@@ -548,13 +569,51 @@ static __always_inline bool is_accept_exit(const struct pt_regs *regs, long ret)
 }
 
 /*
- * Returning from accept(): current is the owner of the socket it returns
- * (invariant 4). fexit/inet_csk_accept would say the same without running
- * at every syscall's exit, but this kernel refuses fentry/fexit programs
- * (EPERM at load); the sys_exit tracepoint is a BTF raw tracepoint, which
- * it allows.
+ * A task sends or receives on sk: if the socket's owner is not known yet,
+ * it is this task (invariant 4). Runs on every socket I/O of the host, so
+ * it only looks: no entry is made here (an entry made for a socket closing
+ * on another CPU would never be deleted); a socket without one gets it at
+ * its next transition, and its owner at its next I/O.
  */
-SEC("tp_btf/sys_exit")
+static __always_inline void owner_from_io(const struct sock *sk)
+{
+	struct conn_entry *c;
+	__u64 cookie;
+
+	if (!traced_family(sk))
+		return;
+	/* Set at the socket's first traced transition; 0: no entry to find. */
+	cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		return;
+	c = bpf_map_lookup_elem(&conns, &cookie);
+	if (c && !(c->flags & CONN_OWNER_KNOWN))
+		owner_from_current(c);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(conn_send, const struct sock *sk, int ret, int flags)
+{
+	owner_from_io(sk);
+	return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(conn_recv, const struct sock *sk, int ret, int flags)
+{
+	owner_from_io(sk);
+	return 0;
+}
+
+/*
+ * Returning from accept(): current is the owner of the socket it returns
+ * (invariant 4). Loaded only with --accept-owner syscall: while it is
+ * attached, every syscall of the host takes the slow exit path to run it.
+ * fexit/inet_csk_accept would fire once per accept, but this kernel
+ * refuses fentry/fexit programs (EPERM at load; it has no ftrace); the
+ * sys_exit tracepoint is a BTF raw tracepoint, which it allows.
+ */
+SEC("?tp_btf/sys_exit") /* "?": not loaded unless user space asks */
 int BPF_PROG(conn_accept, struct pt_regs *regs, long ret)
 {
 	const struct sock *sk;

@@ -24,7 +24,7 @@ enum {
 	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE, OPT_FLOW_MAP_SIZE,
 	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT, OPT_SOCKET_GROUP, OPT_QUERY_TIMEOUT,
 	OPT_QUERY_WORKERS, OPT_QUERY_MAX_ROWS, OPT_QUERY_QUEUE_WAIT, OPT_NO_QUERY,
-	OPT_TCP_STATES, OPT_TC_ATTACH,
+	OPT_TCP_STATES, OPT_TC_ATTACH, OPT_ACCEPT_OWNER,
 };
 
 static const struct option long_options[] = {
@@ -53,6 +53,7 @@ static const struct option long_options[] = {
 	{ "no-query", no_argument, 0, OPT_NO_QUERY },
 	{ "tcp-states", required_argument, 0, OPT_TCP_STATES },
 	{ "tc-attach", required_argument, 0, OPT_TC_ATTACH },
+	{ "accept-owner", required_argument, 0, OPT_ACCEPT_OWNER },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
@@ -105,6 +106,10 @@ void config_usage(FILE *f)
 	      "                          the whole path of states\n"
 	      "  --tc-attach HOW         bpf: auto (default: TCX links, else clsact), tcx or\n"
 	      "                          clsact\n"
+	      "  --accept-owner HOW      bpf: the owner of an accepted connection is the first\n"
+	      "                          task to send, receive or close on it (io, default),\n"
+	      "                          or the task whose accept() returned it (syscall: a\n"
+	      "                          hook on every system call's exit of the host)\n"
 	      "  -h, --help              this text\n"
 	      "  -V, --version           the version\n",
 	      f);
@@ -218,6 +223,10 @@ static const char *const tcp_states_names[] = {
 	[CONFIG_TCP_STATES_NONE] = "none", NULL,
 };
 
+static const char *const accept_owner_names[] = {
+	[CONFIG_ACCEPT_OWNER_IO] = "io", [CONFIG_ACCEPT_OWNER_SYSCALL] = "syscall", NULL,
+};
+
 static const char *const tc_attach_names[] = {
 	[CONFIG_TC_AUTO] = "auto", [CONFIG_TC_TCX] = "tcx", [CONFIG_TC_CLSACT] = "clsact", NULL,
 };
@@ -226,14 +235,18 @@ static const char *const tc_attach_names[] = {
 static int parse_choice(const char *flag, const char *arg, const char *const *names, int *out,
 			char *err, size_t len)
 {
+	char list[128] = "";
+
 	for (int i = 0; names[i]; i++) {
 		if (strcmp(arg, names[i]) == 0) {
 			*out = i;
 			return 0;
 		}
 	}
-	return fail(err, len, "%s: '%s' is not one of %s, %s, %s", flag, arg, names[0], names[1],
-		    names[2]);
+	for (int i = 0; names[i]; i++)
+		snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+			 names[i]);
+	return fail(err, len, "%s: '%s' is not one of %s", flag, arg, list);
 }
 
 /* Comma-separated interface names, each a valid one (1 to IFNAMSIZ-1 bytes,
@@ -402,6 +415,10 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 	case OPT_TC_ATTACH:
 		cfg->bpf_flags = true;
 		return parse_choice("--tc-attach", arg, tc_attach_names, &cfg->tc_attach, err, len);
+	case OPT_ACCEPT_OWNER:
+		cfg->bpf_flags = true;
+		return parse_choice("--accept-owner", arg, accept_owner_names, &cfg->accept_owner,
+				    err, len);
 	case 'h': cfg->help = true; break;
 	case 'V': cfg->version = true; break;
 	}
@@ -411,7 +428,8 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 static int validate(const struct config *cfg, char *err, size_t len)
 {
 	if (cfg->bpf_flags && cfg->source != SOURCE_BPF)
-		return fail(err, len, "--tcp-states and --tc-attach work only with --source bpf");
+		return fail(err, len, "--tcp-states, --tc-attach and --accept-owner work only with "
+			    "--source bpf");
 	if (!*cfg->data_dir)
 		return fail(err, len, "--data: the directory name is empty");
 	if (cfg->count && cfg->source != SOURCE_SYNTHETIC)

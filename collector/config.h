@@ -18,6 +18,9 @@ enum source_kind { SOURCE_BPF, SOURCE_SYNTHETIC, SOURCE_REPLAY, SOURCE_NONE };
 /* --tcp-states: numbered as enum fs_tcp_state_policy (bpf/events.h). */
 enum config_tcp_states { CONFIG_TCP_STATES_ALL, CONFIG_TCP_STATES_OPEN, CONFIG_TCP_STATES_NONE };
 
+/* --accept-owner: numbered as enum bpf_accept_owner (source.h). */
+enum config_accept_owner { CONFIG_ACCEPT_OWNER_IO, CONFIG_ACCEPT_OWNER_SYSCALL };
+
 /* --tc-attach: numbered as enum tc_mode (tc_attach.h). */
 enum config_tc_attach { CONFIG_TC_AUTO, CONFIG_TC_TCX, CONFIG_TC_CLSACT };
 
@@ -50,7 +53,8 @@ struct config {
 	int64_t active_timeout_ns; /* bpf: a long flow is exported this often */
 	int tcp_states;            /* bpf: enum config_tcp_states */
 	int tc_attach;             /* bpf: enum config_tc_attach */
-	bool bpf_flags;            /* --tcp-states or --tc-attach given (bpf only) */
+	int accept_owner;          /* bpf: enum config_accept_owner */
+	bool bpf_flags;            /* a bpf-only flag was given */
 	bool help, version;
 };
 

@@ -46,6 +46,9 @@ _Static_assert((int)CONFIG_TCP_STATES_ALL == (int)FS_STATES_ALL &&
 		       (int)CONFIG_TCP_STATES_OPEN == (int)FS_STATES_OPEN &&
 		       (int)CONFIG_TCP_STATES_NONE == (int)FS_STATES_NONE,
 	       "--tcp-states values are the kernel's policy numbers");
+_Static_assert((int)CONFIG_ACCEPT_OWNER_IO == (int)BPF_ACCEPT_OWNER_IO &&
+		       (int)CONFIG_ACCEPT_OWNER_SYSCALL == (int)BPF_ACCEPT_OWNER_SYSCALL,
+	       "--accept-owner values are source.h's modes");
 _Static_assert((int)CONFIG_TC_AUTO == (int)TC_MODE_AUTO && (int)CONFIG_TC_TCX == (int)TC_MODE_TCX &&
 		       (int)CONFIG_TC_CLSACT == (int)TC_MODE_CLSACT,
 	       "--tc-attach values are tc_attach.h's modes");
@@ -285,6 +288,7 @@ static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
 		.interfaces = d->cfg.interfaces,
 		.tcp_states = (uint32_t)d->cfg.tcp_states,
 		.tc_mode = d->cfg.tc_attach,
+		.accept_owner = d->cfg.accept_owner,
 	};
 	int err = source_bpf_new(&d->loop, &clock_system, &opts, sink, &d->stats, &d->source);
 

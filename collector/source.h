@@ -84,6 +84,13 @@ int source_replay_new(uv_loop_t *loop, const char *path,
 /* Not taken for a 0 (which means a wakeup per record): the daemon's choice. */
 #define BPF_WAKEUP_BYTES_DEFAULT (256u << 10)
 
+/* Who owns an accepted socket (bpf/conn.bpf.c, invariant 4). */
+enum bpf_accept_owner {
+	BPF_ACCEPT_OWNER_IO,      /* the first task to send, receive or close on it */
+	BPF_ACCEPT_OWNER_SYSCALL, /* the task whose accept() returned it: a hook on
+				   * every syscall exit of the host */
+};
+
 struct bpf_source_opts {
 	uint32_t ring_bytes;   /* ring buffer size: a power of two, a multiple of the page */
 	uint32_t max_conns;    /* TCP sockets tracked at once (the `conns` map) */
@@ -98,6 +105,7 @@ struct bpf_source_opts {
 	 * lo, and every one that comes up later. */
 	const char *interfaces;
 	int tc_mode; /* enum tc_mode (tc_attach.h): how flow goes on; 0 = TC_MODE_AUTO */
+	int accept_owner; /* enum bpf_accept_owner: how an accepted socket's owner is found */
 };
 
 

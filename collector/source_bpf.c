@@ -129,6 +129,7 @@ struct bpf_source {
 	size_t nifaces, cap_ifaces;
 	bool detached; /* stopping: attach nothing more */
 	enum tc_mode tc_mode;
+	enum bpf_accept_owner accept_owner; /* the one in use */
 	struct iface_watch *watch;
 	/* idle sweep */
 	struct flow_sweep *sweep;
@@ -767,6 +768,32 @@ static int check_opts(struct bpf_source_opts *o)
 }
 
 /* Open the skeletons and configure them: map sizes, rodata. */
+/* The programs that find an accepted socket's owner: the socket I/O
+ * tracepoints (Linux 6.3+; loaded by default), or the syscall exit hook
+ * (not loaded by default), which a kernel without them gets instead. */
+static int choose_owner_programs(struct bpf_source *s, const struct bpf_source_opts *o)
+{
+	bool io = o->accept_owner == BPF_ACCEPT_OWNER_IO;
+	int err;
+
+	if (io && (libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) < 0 ||
+		   libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) < 0)) {
+		LOG(LOG_WARN, "this kernel has no sock_send_length/sock_recv_length tracepoints "
+			      "(Linux 6.3+): accepted sockets' owners come from the accept() "
+			      "syscall's exit instead (--accept-owner syscall)");
+		io = false;
+	}
+	err = bpf_program__set_autoload(s->skel->progs.conn_accept, !io);
+	if (!err)
+		err = bpf_program__set_autoload(s->skel->progs.conn_send, io);
+	if (!err)
+		err = bpf_program__set_autoload(s->skel->progs.conn_recv, io);
+	if (err)
+		LOG(LOG_ERROR, "cannot choose the kernel programs: %s", strerror(-err));
+	s->accept_owner = io ? BPF_ACCEPT_OWNER_IO : BPF_ACCEPT_OWNER_SYSCALL;
+	return err;
+}
+
 static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 {
 	int err;
@@ -793,7 +820,7 @@ static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 	s->flow->rodata->ringbuf_wakeup_bytes = o->wakeup_bytes;
 	s->flow->rodata->active_timeout_ns = o->active_timeout_ns;
 	s->skel->rodata->tcp_state_events = o->tcp_states;
-	return 0;
+	return choose_owner_programs(s, o);
 }
 
 /* Loads both; attaches conn (flow is attached per interface, later). */
@@ -894,10 +921,11 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 		return err;
 	}
 	read_counters(s);
-	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle, and flows on %zu interfaces "
+	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle (accepted sockets owned by %s), "
+		      "and flows on %zu interfaces "
 		      "(%s; flow map %u entries, idle timeout %llu ms, active timeout %llu ms; "
 		      "ring buffer %u KiB per program, wakeup at %u bytes waiting, drained every %u ms)",
-	    s->nifaces, o.interfaces ? o.interfaces : "every one up but lo",
+	    s->accept_owner == BPF_ACCEPT_OWNER_IO ? "their first I/O" : "accept()", s->nifaces, o.interfaces ? o.interfaces : "every one up but lo",
 	    (unsigned)o.flow_map_size, (unsigned long long)(o.idle_timeout_ns / NS_PER_MS),
 	    (unsigned long long)(o.active_timeout_ns / NS_PER_MS),
 	    (unsigned)(o.ring_bytes >> 10), (unsigned)o.wakeup_bytes, (unsigned)o.drain_ms);

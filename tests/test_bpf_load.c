@@ -3,7 +3,9 @@
  * the skeleton, makes TCP connections over 127.0.0.1 and ::1, and checks
  * what comes out of the ring buffer: every state transition, one connection
  * record per connected socket with its counters, path and owner, the owner
- * of a passive socket being the task that accepted it; that `conns` forgets
+ * of a passive socket being the first task to send, receive or close on it
+ * (the default) or, with conn_accept loaded (--accept-owner syscall), the
+ * task whose accept() returned it; that `conns` forgets
  * every socket at its close; that the loss counters count; and both ring
  * buffer wakeup policies.
  *
@@ -218,13 +220,28 @@ static void dump(const struct capture *c)
 
 /* ---- the skeleton ------------------------------------------------------- */
 
+/* How the owner of an accepted socket is found (collector/source_bpf.c
+ * choose_owner_programs() makes the same choice). */
+enum owner_mode {
+	OWNER_IO,      /* the default: conn_send and conn_recv */
+	OWNER_SYSCALL, /* conn_accept at every syscall's exit instead */
+};
+
+static void choose_owner(struct conn_bpf *obj, enum owner_mode mode)
+{
+	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_accept, mode == OWNER_SYSCALL), 0);
+	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_send, mode == OWNER_IO), 0);
+	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_recv, mode == OWNER_IO), 0);
+}
+
 /* Opened, configured and loaded, not attached: the caller makes its ring
  * buffer first, so epoll starts from an empty ring. conns_max 0: default. */
-static struct conn_bpf *conn_load(uint64_t wakeup_bytes, uint32_t conns_max)
+static struct conn_bpf *conn_load(uint64_t wakeup_bytes, uint32_t conns_max, enum owner_mode mode)
 {
 	struct conn_bpf *obj = conn_bpf__open();
 
 	assert_non_null(obj);
+	choose_owner(obj, mode);
 	obj->rodata->ringbuf_wakeup_bytes = wakeup_bytes;
 	assert_int_equal(bpf_map__set_max_entries(obj->maps.events, RING_BYTES), 0);
 	if (conns_max)
@@ -677,7 +694,8 @@ static void check_server(const struct capture *c, const struct conn_sides *s,
 	assert_int_equal(syn_recv->local_port, s->listen_port);
 	assert_memory_equal(syn_recv->remote_addr, addr, 16);
 
-	/* Before accept() nobody owns it; after, the accepter does. */
+	/* Before the accepter reads (or, syscall mode, accepts) nobody owns
+	 * it; after, the accepter does. */
 	for (unsigned i = 0; i < c->nstates; i++) {
 		e = &c->states[i];
 		if (e->sock_cookie != s->server_cookie)
@@ -731,7 +749,8 @@ static void check_listener(const struct capture *c, const struct conn_sides *s,
  * default: poll), 1 (a forced wakeup at every record: poll), or never (no
  * wakeup at all: poll sees nothing, consume sees everything).
  */
-static void run_lifecycle(int family, const uint8_t addr[16], uint64_t wakeup_bytes)
+static void run_lifecycle(int family, const uint8_t addr[16], uint64_t wakeup_bytes,
+			  enum owner_mode mode)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	struct conn_sides s = { 0 };
@@ -741,7 +760,7 @@ static void run_lifecycle(int family, const uint8_t addr[16], uint64_t wakeup_by
 
 	assert_non_null(c);
 	close(listener_or_fail(family)); /* fail before loading anything */
-	obj = conn_load(wakeup_bytes, 0);
+	obj = conn_load(wakeup_bytes, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -779,37 +798,50 @@ static void run_lifecycle(int family, const uint8_t addr[16], uint64_t wakeup_by
 static void test_lifecycle_ipv4(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET, v4_loopback, 0);
+	run_lifecycle(AF_INET, v4_loopback, 0, OWNER_IO);
 }
 
 static void test_lifecycle_ipv6(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET6, v6_loopback, 0);
+	run_lifecycle(AF_INET6, v6_loopback, 0, OWNER_IO);
 }
 
 static void test_lifecycle_ipv4_forced_wakeup(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET, v4_loopback, 1);
+	run_lifecycle(AF_INET, v4_loopback, 1, OWNER_IO);
 }
 
 static void test_lifecycle_ipv6_forced_wakeup(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET6, v6_loopback, 1);
+	run_lifecycle(AF_INET6, v6_loopback, 1, OWNER_IO);
 }
 
 static void test_lifecycle_ipv4_no_wakeup(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET, v4_loopback, WAKEUP_NEVER);
+	run_lifecycle(AF_INET, v4_loopback, WAKEUP_NEVER, OWNER_IO);
 }
 
 static void test_lifecycle_ipv6_no_wakeup(void **state)
 {
 	(void)state;
-	run_lifecycle(AF_INET6, v6_loopback, WAKEUP_NEVER);
+	run_lifecycle(AF_INET6, v6_loopback, WAKEUP_NEVER, OWNER_IO);
+}
+
+/* The same with the owner taken at accept() (--accept-owner syscall). */
+static void test_lifecycle_ipv4_accept_syscall(void **state)
+{
+	(void)state;
+	run_lifecycle(AF_INET, v4_loopback, 0, OWNER_SYSCALL);
+}
+
+static void test_lifecycle_ipv6_accept_syscall(void **state)
+{
+	(void)state;
+	run_lifecycle(AF_INET6, v6_loopback, 0, OWNER_SYSCALL);
 }
 
 /* Consumes everything of ours until `n` connection records are in. */
@@ -827,13 +859,17 @@ static void drain_conns(struct ring_buffer *rb, struct capture *c, unsigned n)
 
 /*
  * Sockets that opened before the program was loaded: the client is first
- * seen at ESTABLISHED -> FIN_WAIT1 (no owner, direction unknown, start = that
- * transition); the server is accepted after the load, so accept() makes its
- * entry and names this process. (accept() finds a socket by its cookie, and
- * the kernel makes a cookie only when first asked: here the group's
- * skeleton, attached throughout, asked at the child's SYN_RECV.)
+ * seen at ESTABLISHED -> FIN_WAIT1, which its close() makes (direction
+ * unknown, start = that transition, owner = the closing task); the server
+ * was handshaken before the load and is accepted after it. In syscall mode
+ * accept() makes its entry and names this process; in io mode the entry is
+ * made at its next transition (ESTABLISHED -> CLOSE_WAIT, in softirq: no
+ * owner yet) and the owner is the task that reads the client's FIN next.
+ * (The programs find a socket by its cookie, and the kernel makes a cookie
+ * only when first asked: here the group's skeleton, attached throughout,
+ * asked at the child's SYN_RECV.)
  */
-static void test_midlife(void **state)
+static void run_midlife(enum owner_mode mode)
 {
 	struct capture *c = calloc(1, sizeof(*c));
 	const struct fs_tcp_conn_event *client = NULL, *server = NULL;
@@ -844,7 +880,6 @@ static void test_midlife(void **state)
 	char byte = 'x', comm[FS_COMM_LEN + 1];
 	int lfd, cfd, afd;
 
-	(void)state;
 	assert_non_null(c);
 	my_comm(comm);
 	lfd = listener_or_fail(AF_INET);
@@ -852,7 +887,7 @@ static void test_midlife(void **state)
 	cfd = connect_to(AF_INET, c->port);
 	client_cookie = sock_cookie(cfd);
 
-	obj = conn_load(0, 0);
+	obj = conn_load(0, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -872,26 +907,30 @@ static void test_midlife(void **state)
 
 	assert_int_equal(conns_of(c, client_cookie, &client), 1);
 	assert_int_equal(client->direction, FS_DIR_UNKNOWN);
-	assert_int_equal(client->pid, 0);
-	assert_int_equal(client->uid, 0);
-	assert_int_equal(client->cgroup_id, 0);
-	assert_string_equal(client->comm, "");
+	check_owner(client, getpid(), comm); /* its close() */
 	assert_int_equal(client->state_path[0], FS_TCP_FIN_WAIT1);
 	e = state_of(c, client_cookie, FS_TCP_ESTABLISHED, FS_TCP_FIN_WAIT1);
 	assert_non_null(e);
+	assert_int_equal(e->pid, getpid());
 	assert_int_equal(client->start_ns, e->hdr.ts_ns);
 	assert_int_equal(client->bytes_acked, 1);
 	assert_int_equal(client->bytes_received, 0); /* not its peer's FIN */
 
 	assert_int_equal(conns_of(c, server_cookie, &server), 1);
-	assert_int_equal(server->direction, FS_DIR_IN);
+	/* accept() tells an incoming socket; a transition in mid-life cannot */
+	assert_int_equal(server->direction, mode == OWNER_SYSCALL ? FS_DIR_IN : FS_DIR_UNKNOWN);
 	assert_int_equal(server->state_path[0], FS_TCP_CLOSE_WAIT);
 	assert_int_equal(server->close_state, FS_TCP_LAST_ACK);
 	assert_true(server->start_ns >= before_accept);
 	e = state_of(c, server_cookie, FS_TCP_ESTABLISHED, FS_TCP_CLOSE_WAIT);
 	assert_non_null(e);
 	assert_true(server->start_ns <= e->hdr.ts_ns);
-	assert_int_equal(e->pid, getpid()); /* the owner, from accept() on */
+	/* syscall mode: the owner from accept() on; io: from the read of the
+	 * FIN, which comes after this transition */
+	assert_int_equal(e->pid, mode == OWNER_SYSCALL ? getpid() : 0);
+	e = state_of(c, server_cookie, FS_TCP_CLOSE_WAIT, FS_TCP_LAST_ACK);
+	assert_non_null(e);
+	assert_int_equal(e->pid, getpid());
 	check_owner(server, getpid(), comm);
 	assert_int_equal(server->bytes_acked, 0);
 	assert_int_equal(server->bytes_received, 1);
@@ -902,6 +941,114 @@ static void test_midlife(void **state)
 	ring_buffer__free(rb);
 	conn_bpf__destroy(obj);
 	free(c);
+}
+
+static void test_midlife(void **state)
+{
+	(void)state;
+	run_midlife(OWNER_IO);
+}
+
+static void test_midlife_accept_syscall(void **state)
+{
+	(void)state;
+	run_midlife(OWNER_SYSCALL);
+}
+
+#define IO_CHILD_COMM "fs-io-child"
+
+/*
+ * Who owns an accepted socket that one task accepts and another uses: this
+ * process accepts, a forked child renamed IO_CHILD_COMM reads and answers,
+ * then this process closes its copy last. io mode: the child (first I/O);
+ * syscall mode: this process (accept()). And a socket accepted and closed
+ * with no I/O at all: io mode finds its owner at its close.
+ */
+static void run_owner_split(enum owner_mode mode)
+{
+	struct capture *c = calloc(1, sizeof(*c));
+	const struct fs_tcp_conn_event *server = NULL, *quiet = NULL;
+	uint64_t server_cookie, quiet_cookie;
+	struct ring_buffer *rb;
+	struct conn_bpf *obj;
+	char byte = 'x', comm[FS_COMM_LEN + 1];
+	int lfd, cfd, afd, status;
+	pid_t child;
+
+	assert_non_null(c);
+	my_comm(comm);
+	obj = conn_load(0, 0, mode);
+	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
+	assert_non_null(rb);
+	assert_int_equal(conn_bpf__attach(obj), 0);
+	lfd = listener_or_fail(AF_INET);
+	c->port = bound_port(lfd);
+
+	cfd = connect_to(AF_INET, c->port);
+	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(afd >= 0);
+	server_cookie = sock_cookie(afd);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) { /* no cmocka here: exit codes only */
+		if (prctl(PR_SET_NAME, IO_CHILD_COMM) || recv(afd, &byte, 1, 0) != 1 ||
+		    send(afd, &byte, 1, 0) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	assert_int_equal(send(cfd, &byte, 1, 0), 1);
+	assert_int_equal(recv(cfd, &byte, 1, 0), 1);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(cfd);
+	close(afd);
+
+	/* accepted, then closed with no I/O: only its close names a task */
+	cfd = connect_to(AF_INET, c->port);
+	afd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	assert_true(afd >= 0);
+	quiet_cookie = sock_cookie(afd);
+	close(afd);
+	assert_int_equal(recv(cfd, &byte, 1, 0), 0);
+	close(cfd);
+
+	drain_conns(rb, c, 4);
+	if (c->nconns != 4)
+		dump(c);
+	assert_int_equal(c->bad, 0);
+	assert_int_equal(conns_of(c, server_cookie, &server), 1);
+	assert_int_equal(server->direction, FS_DIR_IN);
+	if (mode == OWNER_IO) {
+		assert_int_equal(server->pid, child);
+		assert_string_equal(server->comm, IO_CHILD_COMM);
+	} else {
+		check_owner(server, getpid(), comm);
+	}
+	assert_int_equal(conns_of(c, quiet_cookie, &quiet), 1);
+	assert_int_equal(quiet->direction, FS_DIR_IN);
+	assert_int_equal(quiet->state_path[2], FS_TCP_FIN_WAIT1); /* its close() */
+	assert_true(quiet->close_state == FS_TCP_FIN_WAIT1 ||
+		    quiet->close_state == FS_TCP_FIN_WAIT2 || quiet->close_state == FS_TCP_CLOSING);
+	check_owner(quiet, getpid(), comm);
+
+	assert_forgotten(obj, server_cookie);
+	assert_forgotten(obj, quiet_cookie);
+	close(lfd);
+	ring_buffer__free(rb);
+	conn_bpf__destroy(obj);
+	free(c);
+}
+
+static void test_owner_split_io(void **state)
+{
+	(void)state;
+	run_owner_split(OWNER_IO);
+}
+
+static void test_owner_split_accept_syscall(void **state)
+{
+	(void)state;
+	run_owner_split(OWNER_SYSCALL);
 }
 
 /* A refused connect() is a connection that never got past SYN_SENT. */
@@ -922,7 +1069,7 @@ static void test_refused(void **state)
 	c->port = bound_port(lfd);
 	close(lfd);
 
-	obj = conn_load(0, 0);
+	obj = conn_load(0, 0, OWNER_IO);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -966,7 +1113,7 @@ static void test_map_full_is_counted(void **state)
 	assert_non_null(c);
 	lfd = listener_or_fail(AF_INET);
 	c->port = bound_port(lfd);
-	obj = conn_load(0, 1);
+	obj = conn_load(0, 1, OWNER_IO);
 	assert_int_equal(bpf_map__max_entries(obj->maps.conns), 1);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
@@ -1173,7 +1320,12 @@ int main(void)
 		cmocka_unit_test(test_lifecycle_ipv6_forced_wakeup),
 		cmocka_unit_test(test_lifecycle_ipv4_no_wakeup),
 		cmocka_unit_test(test_lifecycle_ipv6_no_wakeup),
+		cmocka_unit_test(test_lifecycle_ipv4_accept_syscall),
+		cmocka_unit_test(test_lifecycle_ipv6_accept_syscall),
 		cmocka_unit_test(test_midlife),
+		cmocka_unit_test(test_midlife_accept_syscall),
+		cmocka_unit_test(test_owner_split_io),
+		cmocka_unit_test(test_owner_split_accept_syscall),
 		cmocka_unit_test(test_state_policy_open),
 		cmocka_unit_test(test_state_policy_none),
 		cmocka_unit_test(test_refused),

@@ -266,7 +266,15 @@ static void test_bpf_choices(void **state)
 	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--source", "synthetic",
 								 "--tcp-states", "all", NULL }),
 			 -EINVAL);
-	assert_string_equal(err, "--tcp-states and --tc-attach work only with --source bpf");
+	assert_string_equal(err, "--tcp-states, --tc-attach and --accept-owner work only with "
+				 "--source bpf");
+	assert_int_equal(cfg.accept_owner, CONFIG_ACCEPT_OWNER_IO); /* the default */
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--accept-owner", "syscall", NULL }),
+			 0);
+	assert_int_equal(cfg.accept_owner, CONFIG_ACCEPT_OWNER_SYSCALL);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--accept-owner", "fexit", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--accept-owner: 'fexit' is not one of io, syscall");
 }
 
 int main(void)
