@@ -484,23 +484,22 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 {
 	__u16 family = traced_family(sk);
 	struct conn_entry *c;
-	__u64 cookie, now;
+	__u64 cookie, now = 0;
 
 	if (!family)
 		return 0;
 	cookie = bpf_get_socket_cookie((void *)sk);
-	now = bpf_ktime_get_ns();
 
 	if (oldstate == FS_TCP_CLOSE && newstate == FS_TCP_SYN_SENT) {
-		on_connect(sk, family, cookie, now);
+		on_connect(sk, family, cookie, bpf_ktime_get_ns());
 		return 0;
 	}
 	if (oldstate == FS_TCP_LISTEN && newstate == FS_TCP_SYN_RECV) {
-		on_child(sk, family, cookie, now);
+		on_child(sk, family, cookie, bpf_ktime_get_ns());
 		return 0;
 	}
 	if (newstate == FS_TCP_LISTEN) { /* a listener: no entry */
-		emit_state(sk, family, cookie, now, oldstate, newstate, NULL);
+		emit_state(sk, family, cookie, bpf_ktime_get_ns(), oldstate, newstate, NULL);
 		return 0;
 	}
 
@@ -510,17 +509,22 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 		c->syn_recv_ns = 0;
 	}
 	if (newstate == FS_TCP_CLOSE) {
-		on_close(sk, family, cookie, now, oldstate, c);
+		on_close(sk, family, cookie, bpf_ktime_get_ns(), oldstate, c);
 		return 0;
 	}
-	if (!c)
+	if (!c) {
+		now = bpf_ktime_get_ns(); /* the entry's start and this event's time */
 		c = entry_get_or_create(cookie, now, direction_of(oldstate, newstate));
+	}
 	if (c) {
 		if (!(c->flags & CONN_OWNER_KNOWN) && closed_by_task(oldstate, newstate))
 			owner_from_current(c);
 		path_append(c, newstate);
 	}
-	emit_state(sk, family, cookie, now, oldstate, newstate, c);
+	/* The clock is read only when something needs it: a transition that
+	 * only extends the path (most, under --tcp-states open) does not. */
+	if (state_wanted(oldstate, newstate))
+		emit_state(sk, family, cookie, now ? now : bpf_ktime_get_ns(), oldstate, newstate, c);
 	return 0;
 }
 
