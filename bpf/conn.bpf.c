@@ -78,6 +78,13 @@
  *     same CPU (a softirq's transition interrupting one in process
  *     context) and counts it only in the program's recursion_misses
  *     (struct bpf_prog_info), not in `losses`: user space reads both.
+ * 11. Datagram sockets (SOCK_DGRAM of AF_INET/AF_INET6: UDP, UDP-Lite, ICMP
+ *     "ping") have no transitions: at the first send seen on one, conn_send
+ *     emits a struct fs_sock_owner_event (cookie and the sending task), once
+ *     per socket (a mark in the socket's own storage, `dgram_told`, freed
+ *     with it). Flow records carry the cookie of their egress socket; user
+ *     space joins the two. A failed reserve leaves the mark unset, so the
+ *     next send tries again; two CPUs sending at once may both tell.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -595,10 +602,61 @@ static __always_inline void owner_from_io(const struct sock *sk)
 		owner_from_current(c);
 }
 
-SEC("tp_btf/sock_send_length")
-int BPF_PROG(conn_send, const struct sock *sk, int ret, int flags)
+/* Whether a datagram socket's owner went out (invariant 11); freed with
+ * the socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+} dgram_told SEC(".maps");
+
+/* 0: conn_send looks only at datagram sockets (--accept-owner syscall). */
+const volatile __u32 tcp_owner_from_io = 1;
+
+/* A datagram socket of ours (invariant 11)? */
+static __always_inline bool traced_dgram(const struct sock *sk)
 {
-	owner_from_io(sk);
+	__u16 family = sk->__sk_common.skc_family;
+
+	return sk->sk_type == SOCK_DGRAM && (family == AF_INET || family == AF_INET6);
+}
+
+/* The first send on a datagram socket: its owner record. */
+static __always_inline void dgram_owner(struct sock *sk)
+{
+	struct fs_sock_owner_event *e;
+	__u32 *told = bpf_sk_storage_get(&dgram_told, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!told) {
+		count_loss(FS_LOSS_MAP_FULL); /* no memory for the mark */
+		return;
+	}
+	if (*told)
+		return;
+	e = output_reserve(sizeof(*e));
+	if (!e)
+		return; /* counted; the next send tries again */
+	*told = 1;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	e->hdr.type = FS_EVENT_SOCK_OWNER;
+	e->hdr.size = sizeof(*e);
+	e->sock_cookie = bpf_get_socket_cookie(sk);
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->uid = (__u32)bpf_get_current_uid_gid();
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	output_submit(e);
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(conn_send, struct sock *sk, int ret, int flags)
+{
+	if (traced_dgram(sk))
+		dgram_owner(sk);
+	else if (tcp_owner_from_io)
+		owner_from_io(sk);
 	return 0;
 }
 

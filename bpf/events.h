@@ -13,7 +13,9 @@
  *    Ports are in host byte order.
  *  - Times are kernel CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns());
  *    user space turns them into UTC (collector/clock.c).
- *  - A change to any record bumps FS_ABI_VERSION (recordings carry it).
+ *  - A change to any record bumps FS_ABI_VERSION (recordings carry it). A
+ *    new record type does not: readers that predate it count it as
+ *    malformed (type) and go on; no record they know changes.
  *
  * This header holds only constants, event structs and the flow map's key and
  * value (read by user space), nothing else.
@@ -36,6 +38,7 @@ enum fs_event_type {
 	FS_EVENT_FLOW = 1,
 	FS_EVENT_TCP_STATE = 2,
 	FS_EVENT_TCP_CONN = 3,
+	FS_EVENT_SOCK_OWNER = 4,
 };
 
 /* Why a flow record left the kernel (flows.end_reason). */
@@ -181,7 +184,24 @@ struct fs_tcp_conn_event {
 	char comm[FS_COMM_LEN];
 };
 
+/*
+ * The owner of a local datagram socket (UDP, UDP-Lite, ICMP "ping"), sent
+ * once per socket, at the first send seen (tp_btf/sock_send_length runs in
+ * the sending task). Not a row: flows carry the cookie of the socket their
+ * egress packets came from, and user space fills their pid and comm from
+ * this, as it does for TCP from the connection records.
+ */
+struct fs_sock_owner_event {
+	struct fs_event_hdr hdr;
+	__u64 sock_cookie;
+	__u64 cgroup_id;
+	__u32 pid; /* tgid */
+	__u32 uid;
+	char comm[FS_COMM_LEN];
+};
+
 _Static_assert(sizeof(struct fs_event_hdr) == 16, "fs_event_hdr layout");
+_Static_assert(sizeof(struct fs_sock_owner_event) == 56, "fs_sock_owner_event layout");
 _Static_assert(sizeof(struct fs_flow_event) == 152, "fs_flow_event layout");
 _Static_assert(sizeof(struct fs_tcp_state_event) == 88, "fs_tcp_state_event layout");
 _Static_assert(sizeof(struct fs_tcp_conn_event) == 160, "fs_tcp_conn_event layout");

@@ -344,6 +344,45 @@ static int decode_tcp_conn(const struct fs_tcp_conn_event *e, int64_t off,
 	return 0;
 }
 
+bool decode_is_sock_owner(const void *data, size_t size)
+{
+	struct fs_event_hdr hdr;
+
+	if (size < sizeof(hdr))
+		return false;
+	memcpy(&hdr, data, sizeof(hdr));
+	return hdr.type == FS_EVENT_SOCK_OWNER;
+}
+
+int decode_sock_owner(const void *data, size_t size, struct decode_owner *out,
+		      enum malformed_reason *reason)
+{
+	struct fs_sock_owner_event e;
+
+	if (size < sizeof(e.hdr)) {
+		*reason = MALFORMED_SHORT;
+		return -1;
+	}
+	memcpy(&e.hdr, data, sizeof(e.hdr));
+	if (e.hdr.type != FS_EVENT_SOCK_OWNER) {
+		*reason = MALFORMED_TYPE;
+		return -1;
+	}
+	if (e.hdr.size != size || size != sizeof(e)) {
+		*reason = MALFORMED_SIZE;
+		return -1;
+	}
+	memcpy(&e, data, sizeof(e));
+	if (!e.sock_cookie || !e.pid || e.sock_cookie > INT64_MAX) {
+		*reason = MALFORMED_VALUE;
+		return -1;
+	}
+	out->sock_cookie = (int64_t)e.sock_cookie;
+	out->pid = e.pid;
+	copy_fixed(out->comm, sizeof(out->comm), e.comm, sizeof(e.comm));
+	return 0;
+}
+
 static size_t expected_size(unsigned type)
 {
 	switch (type) {

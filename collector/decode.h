@@ -9,6 +9,7 @@
 #ifndef FLOWSTORE_DECODE_H
 #define FLOWSTORE_DECODE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,21 @@ void decode_ifname_system(uint32_t ifindex, char buf[16]);
 int decode_event(const void *data, size_t size, int64_t utc_offset_ns,
 		 decode_ifname_fn ifname, struct schema_row *row,
 		 enum malformed_reason *reason);
+
+/* The owner of a socket, from an FS_EVENT_SOCK_OWNER record (not a row). */
+struct decode_owner {
+	int64_t sock_cookie;
+	uint32_t pid;
+	char comm[SCHEMA_COMM_LEN]; /* NUL-terminated */
+};
+
+/* Is this an FS_EVENT_SOCK_OWNER record (by its header)? Then it goes to
+ * decode_sock_owner(), not decode_event(). */
+bool decode_is_sock_owner(const void *data, size_t size);
+
+/* Decode one FS_EVENT_SOCK_OWNER record. 0, or -1 with *reason set. */
+int decode_sock_owner(const void *data, size_t size, struct decode_owner *out,
+		      enum malformed_reason *reason);
 
 /* Zeek's conn_state from a flow's protocol, history and packet counts. */
 const char *decode_conn_state(uint8_t proto, const char *history, uint64_t orig_pkts,

@@ -2,6 +2,7 @@
 #include "owner_cache.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +75,14 @@ static void learn(struct owner_cache *c, int64_t cookie, uint32_t pid, const cha
 	e->used = ++c->clock;
 	e->pid = pid;
 	memcpy(e->comm, comm, sizeof(e->comm));
+}
+
+void owner_cache_learn(struct owner_cache *c, int64_t cookie, uint32_t pid, const char *comm)
+{
+	char padded[SCHEMA_COMM_LEN] = { 0 };
+
+	snprintf(padded, sizeof(padded), "%s", comm);
+	learn(c, cookie, pid, padded);
 }
 
 static void fill(struct owner_cache *c, struct flow_row *r)

@@ -2,8 +2,10 @@
  * The owner cache: which process owns a socket, by socket cookie, so flow
  * rows get the pid and comm the TC hook cannot know.
  *
- * The TCP lifecycle program knows a socket's owner (captured in connect()
- * or accept()) and puts it on state and connection records; the flow
+ * The TCP lifecycle program knows a socket's owner (captured in connect(),
+ * or at an accepted socket's first I/O) and puts it on state and
+ * connection records, and sends a datagram socket's owner at its first send
+ * (owner_cache_learn()); the flow
  * program knows only the cookie of the local socket an egress packet
  * carried. The pipeline feeds every decoded row through owner_cache_apply():
  * rows that carry an owner teach the cache, flow rows that lack one are
@@ -42,5 +44,10 @@ void owner_cache_destroy(struct owner_cache *c);
 
 /* Learn from a row, or fill a flow row's missing owner. */
 void owner_cache_apply(struct owner_cache *c, struct schema_row *row);
+
+/* Learn a socket's owner from a record that is not a row (a datagram
+ * socket's, bpf/events.h struct fs_sock_owner_event). comm: NUL-terminated,
+ * at most SCHEMA_COMM_LEN bytes with the NUL. */
+void owner_cache_learn(struct owner_cache *c, int64_t cookie, uint32_t pid, const char *comm);
 
 #endif /* FLOWSTORE_OWNER_CACHE_H */

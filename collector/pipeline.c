@@ -74,6 +74,17 @@ void pipeline_event(struct pipeline *p, const void *data, size_t size, int64_t u
 
 	if (p->record)
 		record_event(p, data, size, utc_offset_ns);
+	if (decode_is_sock_owner(data, size)) { /* no row: needs no batch room */
+		struct decode_owner o;
+
+		if (decode_sock_owner(data, size, &o, &reason)) {
+			stats_add(&p->stats->malformed[reason], 1);
+			return;
+		}
+		owner_cache_learn(&p->owners, o.sock_cookie, o.pid, o.comm);
+		stats_add(&p->stats->owners_in, 1);
+		return;
+	}
 	if (!take_free(p)) {
 		stats_add(&p->stats->dropped_queue_full, 1);
 		return;

@@ -768,24 +768,28 @@ static int check_opts(struct bpf_source_opts *o)
 }
 
 /* Open the skeletons and configure them: map sizes, rodata. */
-/* The programs that find an accepted socket's owner: the socket I/O
- * tracepoints (Linux 6.3+; loaded by default), or the syscall exit hook
- * (not loaded by default), which a kernel without them gets instead. */
+/* The programs that find sockets' owners: the socket I/O tracepoints
+ * (Linux 6.3+; loaded by default: an accepted TCP socket's first send or
+ * receive, a datagram socket's first send), or for accepted sockets the
+ * syscall exit hook (not loaded by default), which a kernel without the
+ * tracepoints gets instead (and its datagram sockets no owner). */
 static int choose_owner_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 {
-	bool io = o->accept_owner == BPF_ACCEPT_OWNER_IO;
+	bool io = o->accept_owner == BPF_ACCEPT_OWNER_IO, have_io = true;
 	int err;
 
-	if (io && (libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) < 0 ||
-		   libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) < 0)) {
+	if (libbpf_find_vmlinux_btf_id("sock_send_length", BPF_TRACE_RAW_TP) < 0 ||
+	    libbpf_find_vmlinux_btf_id("sock_recv_length", BPF_TRACE_RAW_TP) < 0) {
 		LOG(LOG_WARN, "this kernel has no sock_send_length/sock_recv_length tracepoints "
-			      "(Linux 6.3+): accepted sockets' owners come from the accept() "
-			      "syscall's exit instead (--accept-owner syscall)");
-		io = false;
+			      "(Linux 6.3+): UDP and ICMP flows get no owner%s",
+		    io ? ", and accepted sockets' owners come from the accept() syscall's exit "
+			 "(--accept-owner syscall)" : "");
+		io = have_io = false;
 	}
+	s->skel->rodata->tcp_owner_from_io = io;
 	err = bpf_program__set_autoload(s->skel->progs.conn_accept, !io);
 	if (!err)
-		err = bpf_program__set_autoload(s->skel->progs.conn_send, io);
+		err = bpf_program__set_autoload(s->skel->progs.conn_send, have_io);
 	if (!err)
 		err = bpf_program__set_autoload(s->skel->progs.conn_recv, io);
 	if (err)

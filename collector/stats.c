@@ -49,6 +49,7 @@ static const char *const table_labels[SCHEMA_NTABLES] = { "flows", "connections"
 
 static const struct metric metrics[] = {
 	M("events_in", "Events decoded, by table.", COUNTER, events_in, SCHEMA_NTABLES, "table", table_labels),
+	M("owners_in", "Owner records of datagram sockets decoded (they fill flows' pid and comm; not rows).", COUNTER, owners_in, 1, 0, 0),
 	M("events_malformed", "Malformed events skipped, by reason.", COUNTER, malformed, MALFORMED_NREASONS, "reason", malformed_names),
 	M("kernel_lost", "Records lost in the kernel, by reason.", COUNTER, kernel_lost, FS_LOSS_MAX, "reason", kernel_loss_names),
 	M("kernel_recursion_misses", "Kernel program runs skipped because the program was already running on the CPU.", COUNTER, kernel_recursion_misses, 1, 0, 0),

@@ -26,6 +26,7 @@ enum malformed_reason {
 struct stats {
 	/* loop thread */
 	atomic_uint_fast64_t events_in[SCHEMA_NTABLES]; /* decoded, by kind */
+	atomic_uint_fast64_t owners_in; /* datagram sockets' owner records decoded */
 	atomic_uint_fast64_t malformed[MALFORMED_NREASONS];
 	atomic_uint_fast64_t dropped_queue_full; /* events lost: no free batch */
 	atomic_uint_fast64_t batches_queued;

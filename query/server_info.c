@@ -67,8 +67,8 @@ static const struct column_doc column_docs[] = {
 	{ "connections", "orig_port", "INTEGER", "port of the side that connected" },
 	{ "connections", "resp_addr", "TEXT", "address of the side that accepted" },
 	{ "connections", "resp_port", "INTEGER", "port of the side that accepted" },
-	{ "connections", "pid", "INTEGER", "the process that connected or accepted, NULL if "
-					   "unknown" },
+	{ "connections", "pid", "INTEGER", "the process that connected, or that first used an "
+					   "accepted socket (--accept-owner), NULL if unknown" },
 	{ "connections", "uid", "INTEGER", "its user id" },
 	{ "connections", "comm", "TEXT", "its command name" },
 	{ "connections", "cgroup_id", "INTEGER", "its cgroup v2 id" },

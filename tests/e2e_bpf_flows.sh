@@ -200,7 +200,7 @@ UDP_N=10 UDP_SIZE=100
 ip netns exec "$B" "$TCP_PEER" udp-server 10.252.0.2 5003 $UDP_N $UDP_SIZE >"$T/udp.out" &
 udp=$!
 for _ in $(seq 50); do [ -s "$T/udp.out" ] && break; sleep 0.05; done
-ip netns exec "$A" "$TCP_PEER" udp-client 10.252.0.2 5003 $UDP_N $UDP_SIZE >/dev/null ||
+ip netns exec "$A" "$TCP_PEER" udp-client 10.252.0.2 5003 $UDP_N $UDP_SIZE >"$T/udp-client.out" ||
 	fail "udp client failed"
 wait "$udp" || fail "udp server failed"
 
@@ -280,6 +280,15 @@ expect_flow "proto = 'udp' AND resp_port = 5003" \
 	"10.252.0.1 10.252.0.2 5003 $UDP_N $((UDP_N * (20 + 8 + UDP_SIZE))) 0 0 S0 D veth-a idle_timeout"
 expect_flow "proto = 'udp' AND resp_port = 5004" \
 	"10.252.0.2 10.252.0.1 5004 $UDP_N $((UDP_N * (20 + 8 + UDP_SIZE))) 0 0 S0 D veth-a idle_timeout"
+# A UDP socket's owner is sent at its first send, and joined by cookie
+# like TCP's: the 5003 flow left through veth-a from A's client; the 5004
+# flow only came in on veth-a (its sender is in B), so no socket of A's.
+upid=$(sed -n 's/^pid=\([0-9]*\).*/\1/p' "$T/udp-client.out")
+got=$(q "SELECT pid, comm FROM flows WHERE proto = 'udp' AND resp_port = 5003")
+[ "$got" = "$upid fs-client" ] || fail "udp flow :5003 owner: got '$got', want '$upid fs-client'"
+got=$(q "SELECT count(*) FROM flows WHERE proto = 'udp' AND resp_port = 5004 AND pid IS NULL AND comm IS NULL" |
+	awk '{s += $1} END {print s}')
+[ "$got" = 1 ] || fail "udp flow :5004 has an owner: $(q "SELECT pid, comm FROM flows WHERE resp_port = 5004")"
 expect_flow "proto = 'icmp'" \
 	"10.252.0.1 10.252.0.2 0 3 $((3 * (20 + 8 + 56))) 3 $((3 * (20 + 8 + 56))) OTH  veth-a idle_timeout"
 expect_flow "proto = 'icmp6' AND orig_port = 128" \

@@ -82,6 +82,8 @@ struct capture {
 	unsigned nstates, nconns;
 	struct fs_tcp_state_event states[MAX_STATES];
 	struct fs_tcp_conn_event conns[MAX_CONNS];
+	unsigned nowners;
+	struct fs_sock_owner_event owners[MAX_CONNS]; /* every one seen: told apart by cookie */
 	unsigned foreign; /* other traffic's records, ignored */
 	unsigned bad;     /* records of no known type and size */
 };
@@ -111,6 +113,14 @@ static int on_event(void *ctx, void *data, size_t size)
 			c->foreign++;
 		else if (c->nstates < MAX_STATES)
 			c->states[c->nstates++] = *e;
+		return 0;
+	}
+	if (size >= sizeof(*h) && h->type == FS_EVENT_SOCK_OWNER &&
+	    size == sizeof(struct fs_sock_owner_event) && h->size == size) {
+		if (c->nowners < MAX_CONNS)
+			memcpy(&c->owners[c->nowners++], data, size);
+		else
+			c->foreign++;
 		return 0;
 	}
 	if (size >= sizeof(*h) && h->type == FS_EVENT_TCP_CONN &&
@@ -229,8 +239,9 @@ enum owner_mode {
 
 static void choose_owner(struct conn_bpf *obj, enum owner_mode mode)
 {
+	/* conn_send stays: it also tells datagram sockets' owners */
+	obj->rodata->tcp_owner_from_io = mode == OWNER_IO;
 	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_accept, mode == OWNER_SYSCALL), 0);
-	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_send, mode == OWNER_IO), 0);
 	assert_int_equal(bpf_program__set_autoload(obj->progs.conn_recv, mode == OWNER_IO), 0);
 }
 
@@ -1051,6 +1062,133 @@ static void test_owner_split_accept_syscall(void **state)
 	run_owner_split(OWNER_SYSCALL);
 }
 
+/* The owner records of `cookie` in c. */
+static unsigned owners_of(const struct capture *c, uint64_t cookie,
+			  const struct fs_sock_owner_event **first)
+{
+	unsigned n = 0;
+
+	for (unsigned i = 0; i < c->nowners; i++) {
+		if (c->owners[i].sock_cookie != cookie)
+			continue;
+		if (!n++ && first)
+			*first = &c->owners[i];
+	}
+	return n;
+}
+
+#define UDP_CHILD_COMM "fs-udp-child"
+
+/*
+ * Datagram sockets: one owner record per socket, at its first send, naming
+ * the sending task; none for a socket that only receives; the same in
+ * syscall mode (conn_send runs in both).
+ */
+static void run_dgram_owner(int family, enum owner_mode mode)
+{
+	struct capture *c = calloc(1, sizeof(*c));
+	const struct fs_sock_owner_event *o = NULL;
+	struct sockaddr_storage ss = { 0 };
+	socklen_t len;
+	struct ring_buffer *rb;
+	struct conn_bpf *obj;
+	uint64_t rx_cookie, tx_cookie, child_cookie;
+	char byte = 'x', comm[FS_COMM_LEN + 1];
+	int rx, tx, status, pipefd[2];
+	pid_t child;
+	struct timespec start;
+
+	assert_non_null(c);
+	my_comm(comm);
+	obj = conn_load(0, 0, mode);
+	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
+	assert_non_null(rb);
+	assert_int_equal(conn_bpf__attach(obj), 0);
+
+	ss.ss_family = family;
+	if (family == AF_INET) {
+		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		len = sizeof(struct sockaddr_in);
+	} else {
+		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
+		len = sizeof(struct sockaddr_in6);
+	}
+	rx = socket(family, SOCK_DGRAM, 0);
+	assert_true(rx >= 0);
+	assert_int_equal(bind(rx, (struct sockaddr *)&ss, len), 0);
+	assert_int_equal(getsockname(rx, (struct sockaddr *)&ss, &len), 0);
+	rx_cookie = sock_cookie(rx);
+	tx = socket(family, SOCK_DGRAM, 0);
+	assert_true(tx >= 0);
+	tx_cookie = sock_cookie(tx);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sendto(tx, &byte, 1, 0, (struct sockaddr *)&ss, len), 1);
+		assert_int_equal(recv(rx, &byte, 1, 0), 1);
+	}
+	assert_int_equal(pipe(pipefd), 0);
+	child = fork();
+	assert_true(child >= 0);
+	if (child == 0) { /* no cmocka here: exit codes only */
+		int fd = socket(family, SOCK_DGRAM, 0);
+		uint64_t ck = fd >= 0 ? sock_cookie(fd) : 0;
+
+		if (fd < 0 || prctl(PR_SET_NAME, UDP_CHILD_COMM) ||
+		    sendto(fd, &byte, 1, 0, (struct sockaddr *)&ss, len) != 1 ||
+		    write(pipefd[1], &ck, sizeof(ck)) != sizeof(ck))
+			_exit(1);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	assert_int_equal(read(pipefd[0], &child_cookie, sizeof(child_cookie)), sizeof(child_cookie));
+	close(pipefd[0]);
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_int_equal(recv(rx, &byte, 1, 0), 1);
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	while ((!owners_of(c, tx_cookie, NULL) || !owners_of(c, child_cookie, NULL)) &&
+	       elapsed_ms(&start) <= POLL_BUDGET_MS)
+		assert_true(ring_buffer__poll(rb, 100) >= 0);
+	ring_buffer__poll(rb, 100);
+	assert_int_equal(c->bad, 0);
+
+	assert_int_equal(owners_of(c, tx_cookie, &o), 1); /* three sends, one record */
+	assert_int_equal(o->hdr.size, sizeof(*o));
+	assert_int_equal(o->pid, getpid());
+	assert_int_equal(o->uid, getuid());
+	assert_string_equal(o->comm, comm);
+	assert_true(o->cgroup_id != 0);
+	assert_int_equal(owners_of(c, child_cookie, &o), 1);
+	assert_int_equal(o->pid, child);
+	assert_string_equal(o->comm, UDP_CHILD_COMM);
+	assert_int_equal(owners_of(c, rx_cookie, NULL), 0); /* it only received */
+	assert_int_equal(loss_total(obj, FS_LOSS_RINGBUF_FULL), 0);
+
+	close(tx);
+	close(rx);
+	ring_buffer__free(rb);
+	conn_bpf__destroy(obj);
+	free(c);
+}
+
+static void test_dgram_owner_ipv4(void **state)
+{
+	(void)state;
+	run_dgram_owner(AF_INET, OWNER_IO);
+}
+
+static void test_dgram_owner_ipv6(void **state)
+{
+	(void)state;
+	run_dgram_owner(AF_INET6, OWNER_IO);
+}
+
+static void test_dgram_owner_accept_syscall(void **state)
+{
+	(void)state;
+	run_dgram_owner(AF_INET, OWNER_SYSCALL);
+}
+
 /* A refused connect() is a connection that never got past SYN_SENT. */
 static void test_refused(void **state)
 {
@@ -1326,6 +1464,9 @@ int main(void)
 		cmocka_unit_test(test_midlife_accept_syscall),
 		cmocka_unit_test(test_owner_split_io),
 		cmocka_unit_test(test_owner_split_accept_syscall),
+		cmocka_unit_test(test_dgram_owner_ipv4),
+		cmocka_unit_test(test_dgram_owner_ipv6),
+		cmocka_unit_test(test_dgram_owner_accept_syscall),
 		cmocka_unit_test(test_state_policy_open),
 		cmocka_unit_test(test_state_policy_none),
 		cmocka_unit_test(test_refused),

@@ -362,6 +362,54 @@ static void test_addr_text_matches_inet_ntop(void **state)
 	}
 }
 
+/* A datagram socket's owner: not a row, its own decoder; every malformed
+ * shape refused with its reason. */
+static void test_sock_owner(void **state)
+{
+	struct fs_sock_owner_event e;
+	struct decode_owner o;
+	enum malformed_reason why;
+	struct schema_row row;
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	e.hdr.ts_ns = 5;
+	e.hdr.type = FS_EVENT_SOCK_OWNER;
+	e.hdr.size = sizeof(e);
+	e.sock_cookie = 4242;
+	e.cgroup_id = 7;
+	e.pid = 1234;
+	e.uid = 1000;
+	memcpy(e.comm, "0123456789abcdef", 16); /* all 16 bytes: no NUL in the record */
+
+	assert_true(decode_is_sock_owner(&e, sizeof(e)));
+	assert_int_equal(decode_sock_owner(&e, sizeof(e), &o, &why), 0);
+	assert_int_equal(o.sock_cookie, 4242);
+	assert_int_equal(o.pid, 1234);
+	assert_string_equal(o.comm, "0123456789abcdef");
+	/* not a row: decode_event() does not take it */
+	assert_int_equal(decode(&e, sizeof(e), &row, &why), -1);
+	assert_int_equal(why, MALFORMED_TYPE);
+
+	assert_false(decode_is_sock_owner(&e, sizeof(e.hdr) - 1));
+	assert_int_equal(decode_sock_owner(&e, sizeof(e.hdr) - 1, &o, &why), -1);
+	assert_int_equal(why, MALFORMED_SHORT);
+	assert_int_equal(decode_sock_owner(&e, sizeof(e) - 8, &o, &why), -1);
+	assert_int_equal(why, MALFORMED_SIZE);
+	e.pid = 0;
+	assert_int_equal(decode_sock_owner(&e, sizeof(e), &o, &why), -1);
+	assert_int_equal(why, MALFORMED_VALUE);
+	e.pid = 1;
+	e.sock_cookie = 0;
+	assert_int_equal(decode_sock_owner(&e, sizeof(e), &o, &why), -1);
+	assert_int_equal(why, MALFORMED_VALUE);
+	e.sock_cookie = 1;
+	e.hdr.type = FS_EVENT_FLOW;
+	assert_false(decode_is_sock_owner(&e, sizeof(e)));
+	assert_int_equal(decode_sock_owner(&e, sizeof(e), &o, &why), -1);
+	assert_int_equal(why, MALFORMED_TYPE);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -371,6 +419,7 @@ int main(void)
 		cmocka_unit_test(test_tcp_state_inbound_orientation),
 		cmocka_unit_test(test_tcp_conn),
 		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_sock_owner),
 		cmocka_unit_test(test_unaligned_input),
 		cmocka_unit_test(test_addr_text_matches_inet_ntop),
 	};

@@ -59,6 +59,27 @@ static void test_fills_flow_from_state_and_conn(void **state)
 	owner_cache_destroy(&c);
 }
 
+/* A datagram socket's owner record (not a row) teaches the cache too; a
+ * 16-character comm keeps all 16. */
+static void test_fills_flow_from_learn(void **state)
+{
+	struct owner_cache c;
+	struct schema_row f = flow_row(51);
+
+	(void)state;
+	assert_int_equal(owner_cache_init(&c, 100), 0);
+	owner_cache_learn(&c, 51, 4321, "0123456789abcdef");
+	owner_cache_learn(&c, 52, 0, "nobody"); /* no pid: not learnt */
+	owner_cache_apply(&c, &f);
+	assert_int_equal(f.flow.pid, 4321);
+	assert_string_equal(f.flow.comm, "0123456789abcdef");
+	f = flow_row(52);
+	owner_cache_apply(&c, &f);
+	assert_int_equal(f.flow.pid, 0);
+	assert_string_equal(f.flow.comm, "");
+	owner_cache_destroy(&c);
+}
+
 static void test_leaves_unknown_and_known_alone(void **state)
 {
 	struct owner_cache c;
@@ -117,6 +138,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fills_flow_from_state_and_conn),
+		cmocka_unit_test(test_fills_flow_from_learn),
 		cmocka_unit_test(test_leaves_unknown_and_known_alone),
 		cmocka_unit_test(test_bounded_recent_survive),
 	};
