@@ -7,8 +7,10 @@
 # on veth-a and its TCP lifecycle tracepoints), alternating, ROUNDS times;
 # and a third time with the daemon frozen (SIGSTOP) after attaching, so only
 # the kernel programs run (its rings fill and reserves fail fast: a lower
-# bound of the kernel side's cost). Prints the medians, the ratios, CPU
-# used, and the daemon's kernel and user-space drop counters.
+# bound of the kernel side's cost). Each round runs the three in turn
+# (forwards, then backwards the next round); prints the medians, the
+# median of the per-round ratios, CPU used, and the daemon's kernel and
+# user-space drop counters.
 #
 # Two placements, each measured the same way:
 #   shared  the load and the daemon share every CPU (a host with no CPU to
@@ -101,34 +103,52 @@ stop_daemon() {
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# One run of KIND in MODE (off: no daemon; on: daemon running; frozen:
+# daemon stopped after attaching); appends "VALUE CPU" to $T/KIND.MODE.
+run_mode() { # KIND MODE
+	case $2 in
+	off) measure "$1" >>"$T/$1.off" ;;
+	on)
+		start_daemon
+		measure "$1" >>"$T/$1.on"
+		stop_daemon
+		;;
+	frozen)
+		start_daemon
+		kill -STOP "$daemon"
+		measure "$1" >>"$T/$1.frozen"
+		kill -CONT "$daemon"
+		kill -TERM "$daemon"
+		wait "$daemon" || true
+		daemon=
+		;;
+	esac
+}
+
+# Each round measures all three modes, in turn forwards and backwards, so
+# a drift of the machine's speed (this VM's neighbours) hits both sides of
+# a ratio alike; the ratios are taken per round, then their median.
 run_placement() {
 	for kind in bulk storm; do
 		: >"$T/$kind.off"; : >"$T/$kind.on"
 		: >"$T/$kind.frozen"
 		for r in $(seq "$ROUNDS"); do
-			measure "$kind" >>"$T/$kind.off"
-			start_daemon
-			measure "$kind" >>"$T/$kind.on"
-			stop_daemon
-			start_daemon
-			kill -STOP "$daemon"
-			measure "$kind" >>"$T/$kind.frozen"
-			kill -CONT "$daemon"
-			kill -TERM "$daemon"
-			wait "$daemon" || true
-			daemon=
+			if [ $((r % 2)) = 1 ]; then order="off on frozen"; else order="frozen on off"; fi
+			for mode in $order; do run_mode "$kind" "$mode"; done
 		done
 	done
 }
 
 report() { # KIND UNIT [SUFFIX]
-	local off on coff con
+	local off on coff con ratio
 	off=$(awk '{print $1}' "$T/$1.off" | median)
 	on=$(awk '{print $1}' "$T/$1.${3:-on}" | median)
 	coff=$(awk '{print $2}' "$T/$1.off" | median)
 	con=$(awk '{print $2}' "$T/$1.${3:-on}" | median)
-	echo "$1${3:+ ($3)}: without $off $2, with $on $2: ratio $(echo "$on $off" | awk '{printf "%.3f", $1/$2}')" \
-		"($(echo "$on $off" | awk '{printf "%+.1f%%", 100*($1/$2-1)}')); CPU busy ${coff}% -> ${con}% of $(nproc) cores"
+	ratio=$(paste "$T/$1.${3:-on}" "$T/$1.off" | awk '{print $1 / $3}' | median)
+	echo "$1${3:+ ($3)}: without $off $2, with $on $2 (medians); per-round ratio median" \
+		"$(echo "$ratio" | awk '{printf "%.3f (%+.1f%%)", $1, 100 * ($1 - 1)}');" \
+		"CPU busy ${coff}% -> ${con}% of $(nproc) cores"
 }
 
 # new_flows RATE: flowstored (defaults) watching veth-a while tcp_load
