@@ -825,6 +825,15 @@ static void assert_sealed(const char *path, int64_t sealed_ns)
 		q_text(db, sql, name, sizeof(name));
 		assert_string_equal(name, seal_index_names[i]);
 	}
+	/* an address and a window: the window's entries only */
+	assert_q_text(db, "SELECT group_concat(name) FROM pragma_index_info('flows_orig_addr')",
+		      "orig_addr,ts");
+	assert_q_text(db, "SELECT group_concat(name) FROM pragma_index_info('flows_resp_addr')",
+		      "resp_addr,ts");
+	assert_q_text(db, "SELECT group_concat(name) FROM pragma_index_info('connections_orig_addr')",
+		      "orig_addr,ts");
+	assert_q_text(db, "SELECT group_concat(name) FROM pragma_index_info('connections_resp_addr')",
+		      "resp_addr,ts");
 	assert_true(q_int(db, "SELECT count(*) FROM sqlite_stat1") > 0); /* ANALYZEd */
 	assert_int_equal(q_int(db, "SELECT sealed FROM meta"), 1);
 	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 2);
