@@ -22,7 +22,12 @@
  * dir (hard links to the newest files), and what listing the dir costs.
  *
  * usage: bench_query --dir DIR [--rows 50000000] [--partitions 500] [--reps 10]
- *        [--seed N]
+ *        [--seed N] [--only needle,needle_ge,top10,count,scan,history]
+ *        [--hosts popular|uniform] [--span-only] [--no-ahead]
+ * --only runs the named queries (and/or the history section) alone; --hosts
+ * uniform draws the needle's host uniformly instead of by popularity;
+ * --span-only skips the merged file (for iterating: no ratios); --no-ahead
+ * turns the span tables' read-ahead threads off (span_tune_ahead).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -55,6 +60,10 @@ struct opts {
 	int parts;
 	int reps;
 	uint64_t seed;
+	unsigned only;   /* bit per enum qkind, and ONLY_HISTORY; 0: everything */
+	int uniform;     /* needle hosts drawn uniformly, not by popularity */
+	int span_only;   /* no merged runs (while iterating) */
+	int no_ahead;    /* span_tune_ahead(UINT64_MAX): no read-ahead threads */
 };
 
 static double now_s(void)
@@ -462,8 +471,10 @@ static void needle_params(const struct opts *o, int i, int hours, struct params 
 	p->lo = part_start(o, h) + (int64_t)(rnd(&r) % (uint64_t)HOUR);
 	p->hi = p->lo + HOUR;
 	/* a remote host, drawn with the traffic's own popularity: most needles
-	 * are found (a few rows), some are rare hosts (none that hour) */
-	p->addr = hosts[remote_host(&r)];
+	 * are found (a few rows), some are heavy hitters (~15k rows that hour);
+	 * --hosts uniform: any remote host alike (mostly rare ones) */
+	p->addr = o->uniform ? hosts[NLOCAL + (int)(rnd(&r) % (NHOSTS - NLOCAL))]
+			     : hosts[remote_host(&r)];
 }
 
 static void day_params(const struct opts *o, int i, struct params *p)
@@ -477,6 +488,16 @@ static void day_params(const struct opts *o, int i, struct params *p)
 }
 
 enum qkind { Q_NEEDLE, Q_NEEDLE_GE, Q_TOP10, Q_COUNT, Q_SCAN, NQ };
+
+/* --only names, by enum qkind; then the history section */
+static const char *const qnames[NQ + 1] = { "needle", "needle_ge", "top10", "count", "scan",
+					     "history" };
+#define ONLY_HISTORY (1u << NQ)
+
+static int wanted(const struct opts *o, unsigned bit)
+{
+	return !o->only || (o->only & bit);
+}
 
 static const struct qdef {
 	const char *name;
@@ -613,16 +634,42 @@ static void needle_p99_with(const struct opts *o, const char *parts, int n, doub
 static void usage(void)
 {
 	fprintf(stderr, "usage: bench_query --dir DIR [--rows 50000000] [--partitions 500]"
-		" [--reps 10] [--seed N]\n");
+		" [--reps 10] [--seed N]\n"
+		"         [--only needle,needle_ge,top10,count,scan,history]"
+		" [--hosts popular|uniform] [--span-only] [--no-ahead]\n");
 	exit(2);
+}
+
+static unsigned parse_only(const char *v)
+{
+	unsigned bits = 0;
+
+	while (*v) {
+		size_t n = strcspn(v, ",");
+		int q;
+
+		for (q = 0; q <= NQ; q++)
+			if (strlen(qnames[q]) == n && strncmp(v, qnames[q], n) == 0)
+				break;
+		if (q > NQ)
+			usage();
+		bits |= 1u << q;
+		v += n + (v[n] == ',');
+	}
+	return bits;
 }
 
 static void parse(int argc, char **argv, struct opts *o)
 {
-	*o = (struct opts){ NULL, 50000000, 500, 10, 1 };
+	*o = (struct opts){ NULL, 50000000, 500, 10, 1, 0, 0, 0, 0 };
 	for (int i = 1; i < argc; i += 2) {
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 
+		if (strcmp(argv[i], "--span-only") == 0 || strcmp(argv[i], "--no-ahead") == 0) {
+			*(argv[i][2] == 's' ? &o->span_only : &o->no_ahead) = 1;
+			i--;
+			continue;
+		}
 		if (!v)
 			usage();
 		if (strcmp(argv[i], "--dir") == 0)
@@ -635,6 +682,10 @@ static void parse(int argc, char **argv, struct opts *o)
 			o->reps = atoi(v);
 		else if (strcmp(argv[i], "--seed") == 0)
 			o->seed = strtoull(v, NULL, 0);
+		else if (strcmp(argv[i], "--only") == 0)
+			o->only = parse_only(v);
+		else if (strcmp(argv[i], "--hosts") == 0 && (!strcmp(v, "popular") || !strcmp(v, "uniform")))
+			o->uniform = strcmp(v, "uniform") == 0;
 		else
 			usage();
 	}
@@ -680,24 +731,38 @@ static void compare(const struct opts *o, const char *parts, const char *mdir)
 	struct span_counters cnt;
 	struct conn span, merged;
 	struct conn *cs[2] = { &span, &merged };
+	int n = o->span_only ? 1 : 2;
 
 	conn_span(&span, parts);
-	conn_merged(&merged, mdir);
+	if (!o->span_only)
+		conn_merged(&merged, mdir);
 	print_span_plans(span.set);
-	print_plan(&merged, "merged", qdefs[Q_NEEDLE].sql);
+	if (!o->span_only)
+		print_plan(&merged, "merged", qdefs[Q_NEEDLE].sql);
 	for (int q = 0; q < NQ; q++) {
+		if (!wanted(o, 1u << q))
+			continue;
 		span_counters_reset(span.db);
-		measure_on(o, cs, 2, (enum qkind)q, o->parts, res[q]);
+		measure_on(o, cs, n, (enum qkind)q, o->parts, res[q]);
 		span_counters_get(span.db, &cnt);
 		print_counters(o, (enum qkind)q, &cnt);
 		fflush(stdout);
 	}
 	conn_close(&span);
-	conn_close(&merged);
+	if (!o->span_only)
+		conn_close(&merged);
 	printf("\n%-28s %9s %9s   %9s %9s   %7s %7s   %10s\n", "query", "span p50", "p99",
 	       "merged p50", "p99", "p50", "p99", "rows");
-	for (int q = 0; q < NQ; q++)
-		print_row(qdefs[q].name, res[q][0], res[q][1]);
+	for (int q = 0; q < NQ; q++) {
+		if (!wanted(o, 1u << q))
+			continue;
+		if (o->span_only)
+			printf("%-28s %9.2f %9.2f   %9s %9s   %7s %7s   %10" PRId64 "\n", qdefs[q].name,
+			       res[q][0].p50 * 1e3, res[q][0].p99 * 1e3, "-", "-", "-", "-",
+			       res[q][0].rows);
+		else
+			print_row(qdefs[q].name, res[q][0], res[q][1]);
+	}
 }
 
 int main(int argc, char **argv)
@@ -707,6 +772,8 @@ int main(int argc, char **argv)
 	int hist[3];
 
 	parse(argc, argv, &o);
+	if (o.no_ahead)
+		span_tune_ahead(UINT64_MAX);
 	if (schema_init())
 		die("schema_init", "failed");
 	hosts_init(o.seed);
@@ -715,9 +782,15 @@ int main(int argc, char **argv)
 	sub(mdir, sizeof(mdir), o.dir, "merged");
 
 	printf("\ntimes in ms; warm cache (one untimed run of each query first); needle %d reps,"
-	       " others %d, span and merged taking turns; span tables through the sandbox"
-	       " connection\n", reps_of(&o, Q_NEEDLE), o.reps);
-	compare(&o, parts, mdir);
+	       " others %d, %s; span tables through the sandbox connection; needle hosts"
+	       " drawn %s%s\n", reps_of(&o, Q_NEEDLE), o.reps,
+	       o.span_only ? "span only" : "span and merged taking turns",
+	       o.uniform ? "uniformly" : "by traffic popularity",
+	       o.no_ahead ? "; read-ahead off" : "");
+	if (o.only != ONLY_HISTORY)
+		compare(&o, parts, mdir);
+	if (!wanted(&o, ONLY_HISTORY))
+		return 0;
 
 	hist[0] = o.parts < 50 ? o.parts : 50;
 	hist[1] = o.parts < 250 ? o.parts : 250;

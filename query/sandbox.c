@@ -58,6 +58,7 @@
 
 #include <sqlite3.h>
 
+#include "count_fast.h"
 #include "functions.h"
 #include "sandbox.h"
 
@@ -498,7 +499,7 @@ enum qerr sandbox_prepare(struct sandbox *sb, const char *sql, size_t len, int64
 			  sqlite3_stmt **out, char *err, size_t errlen)
 {
 	const char *tail = NULL, *end = sql + len;
-	sqlite3_stmt *stmt = NULL;
+	sqlite3_stmt *stmt = NULL, *fast;
 	char word[16];
 	enum qerr e;
 	int rc;
@@ -541,6 +542,14 @@ enum qerr sandbox_prepare(struct sandbox *sb, const char *sql, size_t len, int64
 	if (e != QERR_NONE) {
 		sqlite3_finalize(stmt);
 		return e;
+	}
+	/* A trivial count: answered from the partitions' metadata (count_fast.h);
+	 * the rewrite is prepared under the same authorizer and limits. */
+	fast = count_fast_prepare(sb->db, sql, len, stmt);
+	sb->denied[0] = '\0'; /* a refusal of the rewrite is not the query's */
+	if (fast) {
+		sqlite3_finalize(stmt);
+		stmt = fast;
 	}
 	*out = stmt;
 	return QERR_NONE;

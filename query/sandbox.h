@@ -79,7 +79,9 @@ int sandbox_interrupted(void *sb);
  * Prepare one statement of sql (len bytes, need not be NUL-terminated).
  * On failure returns the kind and writes SQLite's or our message to err.
  * deadline_ns is CLOCK_MONOTONIC (<= 0: no budget); the budget covers
- * prepare and every step.
+ * prepare and every step. A trivial count ("SELECT count(*) FROM flows
+ * WHERE ts >= ?1", count_fast.h) comes back rewritten into span_count(),
+ * answered from partition metadata: same column name, parameters, value.
  */
 enum qerr sandbox_prepare(struct sandbox *sb, const char *sql, size_t len, int64_t deadline_ns,
 			  sqlite3_stmt **out, char *err, size_t errlen);

@@ -48,11 +48,29 @@
  *     the merge stays exact because an unopened candidate can never hold a
  *     row before (after, for DESC) its recorded bound.
  *
+ *     An unordered scan of 2+ sealed partitions and SPAN_AHEAD_MIN_ROWS rows
+ *     (by metadata) hands them to producer threads (span_ahead.c) that step
+ *     their statements and queue batches of the used columns; the cursor
+ *     reads its own streams (open partitions) first, then the batches.
+ *     With a filter besides time (a needle, mostly a few rows) the cursor
+ *     starts alone and hands over only once its first partition has given
+ *     SPAN_AHEAD_LAZY_ROWS rows: the producers read that partition again
+ *     from the row SQLite has not seen (same statement, immutable file:
+ *     same rows, same order).
+ *
+ *  5b. span_count(table, op, value, ...): a whole count(*) under ts
+ *     constraints without stepping rows: the candidates of a cursor, the
+ *     countable ones from metadata, count(*) on the others (count_fast.c
+ *     rewrites trivial count queries into it).
+ *
  *  6. Handles. Sealed files are opened immutable=1 (no locks, no side
  *     files; one read transaction held for the handle's life) and cached per
  *     connection (LRU with a hash by inode; up to RLIMIT_NOFILE / 16 handles,
  *     64..1024, ~110 KiB each) with their prepared statements, so a join
- *     calling xFilter once per outer row does not reopen files. Open (WAL)
+ *     calling xFilter once per outer row does not reopen files. The cache
+ *     is under a mutex: a read-ahead thread takes an idle cached handle for
+ *     itself alone (excl; else it opens its own) and gives it back, so a
+ *     connection is never used by two threads at once. Open (WAL)
  *     partitions are opened mode=ro with a busy handler, owned by the cursor
  *     and closed with it: a reader that stays connected to a WAL file keeps
  *     the sealer from switching it out of WAL mode.
@@ -98,6 +116,7 @@
 
 #include "schema.h"
 #include "span.h"
+#include "span_ahead.h"
 
 #define SPAN_HANDLES_MIN 64       /* sealed partition handles cached per connection, */
 #define SPAN_HANDLES_MAX 1024     /* within RLIMIT_NOFILE / 16 */
@@ -112,6 +131,13 @@
 				     than 2 MiB (the pcache's own upkeep) and than mmap
 				     (a page fault per page of every newly opened file) */
 #define SPAN_MAX_COLS 63          /* colUsed has a bit per column below 63 */
+#define SPAN_AHEAD_MIN_ROWS 50000 /* an unordered scan of at least this many rows (by the
+				     metadata) over 2+ sealed partitions reads ahead */
+#define SPAN_AHEAD_FILTERS 2      /* only in a cursor's first xFilter calls: one filtered
+				     per outer row is a join's inner side, short scans */
+#define SPAN_AHEAD_LAZY_ROWS 256  /* with a filter besides time (a needle: mostly a few
+				     rows, threads would cost more than they save), only
+				     once the first partition has given this many */
 
 /* ---- descriptors ------------------------------------------------------------ */
 
@@ -532,6 +558,8 @@ struct phandle {
 	sqlite3 *db;
 	int cached;  /* in the connection's LRU (sealed); else owned by a cursor */
 	int users;   /* streams reading through it */
+	int excl;    /* a read-ahead thread's alone (span_ahead.h) until it gives it back */
+	int priv;    /* that thread's own, not cached: closed when given back */
 	int bad;     /* broken: close when the last user leaves */
 	int nstmts;
 	struct pstmt *stmts;
@@ -548,7 +576,9 @@ struct span_conn {
 	void *interrupt_ctx;
 	int refs;    /* modules registered with it */
 	struct span_conn *next_registered;
-	atomic_uint_fast64_t opened, pruned, rows, counted, skipped, files;
+	atomic_uint_fast64_t opened, pruned, rows, counted, skipped, files, ahead;
+	pthread_mutex_t cache_lock;  /* lru, hash, nhandles, and users/excl of cached
+					handles: read-ahead threads take handles too */
 	struct hlist lru;            /* cached (sealed) handles */
 	struct phandle *hash[SPAN_HASH_SIZE]; /* the same, by inode */
 	int nhandles, max_handles;
@@ -556,6 +586,12 @@ struct span_conn {
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic uint64_t ahead_min_rows = SPAN_AHEAD_MIN_ROWS;
+
+void span_tune_ahead(uint64_t min_rows)
+{
+	atomic_store(&ahead_min_rows, min_rows);
+}
 static struct span_conn *registry;
 
 static void count(atomic_uint_fast64_t *c, uint64_t n)
@@ -680,8 +716,11 @@ static void lru_sweep(struct span_conn *c, const struct span_snap *s)
 {
 	struct phandle *h, *next;
 
-	if (c->swept_gen == s->gen)
+	pthread_mutex_lock(&c->cache_lock);
+	if (c->swept_gen == s->gen) {
+		pthread_mutex_unlock(&c->cache_lock);
 		return;
+	}
 	for (h = c->lru.head; h; h = next) {
 		const struct span_part *p = snap_find(s, h->name);
 
@@ -691,6 +730,7 @@ static void lru_sweep(struct span_conn *c, const struct span_snap *s)
 		cache_drop(c, h);
 	}
 	c->swept_gen = s->gen;
+	pthread_mutex_unlock(&c->cache_lock);
 }
 
 /* The handle cache's bound: a share of the descriptors this process may
@@ -719,6 +759,7 @@ static void conn_free(struct span_conn *c)
 	pthread_mutex_unlock(&registry_lock);
 	while (c->lru.head)
 		cache_drop(c, c->lru.head);
+	pthread_mutex_destroy(&c->cache_lock);
 	free(c);
 }
 
@@ -864,6 +905,7 @@ struct cand {
 	int64_t ts_min, ts_max; /* of this table */
 	int counted;            /* answer from the metadata alone */
 	int covered;            /* sealed, inside the time range: SQL_COVERED */
+	int ahead;              /* read by the cursor's read-ahead thread */
 };
 
 /* What the cursor knows about one snapshot entry for this statement. */
@@ -909,6 +951,20 @@ struct span_cursor {
 	struct stream *streams;          /* one per candidate */
 	struct stream **heap;            /* open streams: heap[0] is the current row */
 	size_t nheap;
+
+	/* read-ahead (span_ahead.h): the sealed candidates of an unordered scan,
+	 * read by a producer thread after the cursor's own streams are done */
+	struct ahead *ahead;
+	int ahead_on;                    /* the current row is the producer's */
+	atomic_size_t ahead_next;        /* producers: next candidate to look at */
+	uint64_t ahead_rows;             /* its rows taken, for the counter */
+	int ahead_lazy;                  /* start the producers once the first partition has
+					    given SPAN_AHEAD_LAZY_ROWS rows (own_rows) */
+	uint64_t own_rows;
+	size_t skip_cand;                /* producer: of this candidate (taken over from the
+					    cursor), the rows the query has had already */
+	uint64_t skip_rows;
+	int nfilters;                    /* xFilter calls on this cursor */
 };
 
 /* ---- the time range of a query ----------------------------------------------------- */
@@ -1099,10 +1155,11 @@ static int db_open_ro(const char *uri, int immutable, struct span_conn *c, sqlit
 	return sqlite3_exec(*db, pragmas, NULL, NULL, NULL);
 }
 
-static int handle_open(struct span_cursor *cur, const struct span_part *p,
-		       struct phandle **out)
+/* Open p's file (any thread: touches the cache only under its lock). On
+ * PART_FAILED the reason is in msg. */
+static int handle_open(struct span_conn *c, const struct span_part *p, struct phandle **out,
+		       char *msg, size_t msglen)
 {
-	struct span_conn *c = cur->vt->conn;
 	struct phandle *h;
 	char path[PATH_MAX];
 	char *uri;
@@ -1127,7 +1184,9 @@ static int handle_open(struct span_cursor *cur, const struct span_part *p,
 		/* out of descriptors: give back half of ours and try again */
 		sqlite3_close_v2(h->db);
 		h->db = NULL;
+		pthread_mutex_lock(&c->cache_lock);
 		lru_trim(c, c->nhandles / 2);
+		pthread_mutex_unlock(&c->cache_lock);
 		rc = db_open_ro(uri, p->immutable, c, &h->db);
 	}
 	sqlite3_free(uri);
@@ -1135,8 +1194,8 @@ static int handle_open(struct span_cursor *cur, const struct span_part *p,
 		int outcome = part_outcome(rc, path);
 
 		if (outcome == PART_FAILED)
-			vtab_error(cur->vt, "partition %s: %s", p->name,
-				   h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc));
+			snprintf(msg, msglen, "partition %s: %s", p->name,
+				 h->db ? sqlite3_errmsg(h->db) : sqlite3_errstr(rc));
 		sqlite3_close_v2(h->db);
 		sqlite3_free(h);
 		return outcome;
@@ -1145,33 +1204,50 @@ static int handle_open(struct span_cursor *cur, const struct span_part *p,
 	return PART_OK;
 }
 
-/* A handle on p for one stream: the connection's cached one for a sealed
- * file, the cursor's own for an open one. */
+/* A handle on p for one stream of the query thread: the connection's
+ * cached one for a sealed file (unless a read-ahead thread holds it: then
+ * one of the cursor's own), the cursor's own for an open one. */
 static int handle_get(struct span_cursor *cur, const struct span_part *p, struct phandle **out)
 {
 	struct span_conn *c = cur->vt->conn;
 	struct phandle *h = NULL;
-	int rc;
+	char msg[256];
+	int rc, held = 0;
 
 	if (p->immutable) {
+		pthread_mutex_lock(&c->cache_lock);
 		h = cache_find(c, p);
-		if (h) {
+		if (h && !h->excl) {
 			list_unlink(&c->lru, h);
 			list_push(&c->lru, h);
+			h->users++;
+			pthread_mutex_unlock(&c->cache_lock);
+			*out = h;
+			return PART_OK;
 		}
+		pthread_mutex_unlock(&c->cache_lock);
+		held = h != NULL;
+		h = NULL;
 	} else {
 		for (h = cur->owned.head; h; h = h->next)
 			if (!h->bad && h->ino == p->ino && strcmp(h->name, p->name) == 0)
 				break;
 	}
 	if (!h) {
-		rc = handle_open(cur, p, &h);
+		rc = handle_open(c, p, &h, msg, sizeof(msg));
+		if (rc == PART_FAILED)
+			vtab_error(cur->vt, "%s", msg);
 		if (rc != PART_OK)
 			return rc;
-		if (p->immutable)
+		if (p->immutable && !held) {
+			pthread_mutex_lock(&c->cache_lock);
 			cache_add(c, h);
-		else
-			list_push(&cur->owned, h);
+			h->users++;
+			pthread_mutex_unlock(&c->cache_lock);
+			*out = h;
+			return PART_OK;
+		}
+		list_push(&cur->owned, h);
 	}
 	h->users++;
 	*out = h;
@@ -1182,16 +1258,88 @@ static void handle_put(struct span_cursor *cur, struct phandle *h)
 {
 	struct span_conn *c = cur->vt->conn;
 
+	if (h->cached) {
+		pthread_mutex_lock(&c->cache_lock);
+		if (--h->users == 0 && h->bad)
+			cache_drop(c, h);
+		else if (c->nhandles > c->max_handles)
+			lru_trim(c, c->max_handles);
+		pthread_mutex_unlock(&c->cache_lock);
+		return;
+	}
 	if (--h->users > 0)
 		return;
-	if (h->bad && h->cached) {
-		cache_drop(c, h);
-	} else if (h->bad) {
+	if (h->bad) {
 		list_unlink(&cur->owned, h);
 		handle_close(h);
-	} else if (h->cached && c->nhandles > c->max_handles) {
-		lru_trim(c, c->max_handles);
 	}
+}
+
+/* A read-ahead thread's handle on the sealed p, used by no one else until
+ * handle_give: the cached one if it is idle, else (a stream of the query
+ * thread reads it) one of its own. */
+static int handle_take(struct span_conn *c, const struct span_part *p, struct phandle **out,
+		       char *msg, size_t msglen)
+{
+	struct phandle *h;
+	int busy, rc;
+
+	pthread_mutex_lock(&c->cache_lock);
+	h = cache_find(c, p);
+	busy = h && (h->users || h->excl);
+	if (h && !busy) {
+		list_unlink(&c->lru, h);
+		list_push(&c->lru, h);
+		h->users = 1;
+		h->excl = 1;
+	}
+	pthread_mutex_unlock(&c->cache_lock);
+	if (h && !busy) {
+		*out = h;
+		return PART_OK;
+	}
+	rc = handle_open(c, p, &h, msg, msglen);
+	if (rc != PART_OK)
+		return rc;
+	h->users = 1;
+	h->excl = 1;
+	if (busy) {
+		h->priv = 1;
+	} else {
+		pthread_mutex_lock(&c->cache_lock);
+		cache_add(c, h);
+		pthread_mutex_unlock(&c->cache_lock);
+	}
+	*out = h;
+	return PART_OK;
+}
+
+static void handle_give(struct span_conn *c, struct phandle *h)
+{
+	sqlite3_progress_handler(h->db, SPAN_PROGRESS_OPS, handle_progress, c);
+	if (h->priv) {
+		handle_close(h);
+		return;
+	}
+	pthread_mutex_lock(&c->cache_lock);
+	h->excl = 0;
+	if (--h->users == 0 && h->bad)
+		cache_drop(c, h);
+	else if (c->nhandles > c->max_handles)
+		lru_trim(c, c->max_handles);
+	pthread_mutex_unlock(&c->cache_lock);
+}
+
+/* h (in use by the caller) turned out broken or gone: closed when its last
+ * user leaves, never found again. Under the cache's lock when cached: the
+ * other thread's cache_find reads the flag. */
+static void handle_mark_bad(struct span_conn *c, struct phandle *h)
+{
+	if (h->cached)
+		pthread_mutex_lock(&c->cache_lock);
+	h->bad = 1;
+	if (h->cached)
+		pthread_mutex_unlock(&c->cache_lock);
 }
 
 /* A statement of sql on h that no stream is reading. */
@@ -1288,7 +1436,7 @@ static int stream_fail(struct span_cursor *cur, struct stream *s, int rc)
 	if (outcome == PART_BROKEN)
 		count(&cur->vt->conn->skipped, 1);
 	if (s->h)
-		s->h->bad = 1;
+		handle_mark_bad(cur->vt->conn, s->h);
 	stream_release(cur, s);
 	return SQLITE_DONE;
 }
@@ -1448,6 +1596,10 @@ static int cursor_fill(struct span_cursor *cur)
 
 		if (cur->nheap && !cand_may_lead(cur, &cur->cands[cur->next]))
 			break;
+		if (cur->cands[cur->next].ahead) {
+			cur->next++;
+			continue;
+		}
 		rc = stream_start(cur, cur->next++);
 		if (rc == SQLITE_ROW)
 			heap_push(cur, &cur->streams[cur->next - 1]);
@@ -1459,6 +1611,11 @@ static int cursor_fill(struct span_cursor *cur)
 
 static void cursor_release(struct span_cursor *cur)
 {
+	ahead_stop(cur->ahead); /* first: its streams are the candidates' */
+	cur->ahead = NULL;
+	cur->ahead_on = 0;
+	count(&cur->vt->conn->rows, cur->ahead_rows);
+	cur->ahead_rows = 0;
 	for (size_t i = 0; i < cur->nheap; i++)
 		stream_release(cur, cur->heap[i]);
 	cur->nheap = 0;
@@ -1993,6 +2150,7 @@ static int cursor_candidates(struct span_cursor *cur, const struct prune *pr)
 		c->counted = cand_countable(cur, pr, p, c);
 		c->covered = p->immutable && !cur->plan.order && !pr->ts.inexact &&
 			     c->ts_min >= pr->ts.lo && c->ts_max <= pr->ts.hi;
+		c->ahead = 0;
 		cur->ncands++;
 	}
 	count(&conn->pruned, pruned);
@@ -2024,6 +2182,222 @@ static int64_t cursor_limit(const struct span_cursor *cur)
 	return limit > INT64_MAX - offset ? -1 : limit + offset;
 }
 
+/* ---- read-ahead (span_ahead.h) ------------------------------------------------------------ */
+
+static int ahead_close(void *ctx, size_t tag, sqlite3_stmt *st, int rc, char *msg, size_t msglen);
+
+/* Producer thread: the next sealed candidate's statement, on a handle no
+ * one else uses. Reads only what xFilter set up and does not change until
+ * ahead_stop (snapshot, candidates, SQL, arguments); writes only its
+ * candidates' streams and the atomic counters. */
+static int ahead_open(void *ctx, struct ahead *a, size_t *tag, sqlite3_stmt **st, char *msg,
+		      size_t msglen)
+{
+	struct span_cursor *cur = ctx;
+	struct span_conn *c = cur->vt->conn;
+
+	for (;;) {
+		size_t i = atomic_fetch_add(&cur->ahead_next, 1);
+		const struct cand *cd = &cur->cands[i < cur->ncands ? i : 0];
+
+		if (i >= cur->ncands)
+			break;
+		struct stream *s = &cur->streams[i];
+		int rc;
+
+		if (!cd->ahead)
+			continue;
+		memset(s, 0, sizeof(*s));
+		s->cand = (int)i;
+		rc = handle_take(c, &cur->snap->parts[cd->part], &s->h, msg, msglen);
+		if (rc == PART_GONE || rc == PART_BROKEN) {
+			if (rc == PART_BROKEN)
+				count(&c->skipped, 1);
+			continue;
+		}
+		if (rc != PART_OK)
+			return rc == PART_FAILED ? SQLITE_ERROR : rc;
+		count(&c->opened, 1);
+		count(&c->ahead, 1);
+		sqlite3_progress_handler(s->h->db, SPAN_PROGRESS_OPS, ahead_progress, a);
+		rc = stmt_get(s->h, cur->sql[cd->covered ? SQL_COVERED : SQL_SEALED], &s->ps);
+		if (rc == SQLITE_OK)
+			rc = stream_bind(cur, cd, s->ps->st);
+		if (rc != SQLITE_OK) {
+			rc = ahead_close(cur, i, NULL, rc, msg, msglen);
+			if (rc == SQLITE_DONE)
+				continue;
+			return rc;
+		}
+		/* taken over from the cursor: the same statement on an immutable
+		 * file gives the same rows in the same order; pass those it had */
+		for (uint64_t k = i == cur->skip_cand ? cur->skip_rows : 0; k > 0; k--) {
+			rc = sqlite3_step(s->ps->st);
+			if (rc != SQLITE_ROW)
+				break;
+		}
+		if (rc != SQLITE_OK && rc != SQLITE_ROW) {
+			rc = ahead_close(cur, i, NULL, rc, msg, msglen);
+			if (rc == SQLITE_DONE)
+				continue;
+			return rc;
+		}
+		*tag = i;
+		*st = s->ps->st;
+		return SQLITE_OK;
+	}
+	return SQLITE_DONE;
+}
+
+/* Producer thread: done with candidate tag's statement; as stream_fail,
+ * a broken or vanished file is left out, any other failure ends the scan. */
+static int ahead_close(void *ctx, size_t tag, sqlite3_stmt *st, int rc, char *msg, size_t msglen)
+{
+	struct span_cursor *cur = ctx;
+	struct span_conn *c = cur->vt->conn;
+	struct stream *s = &cur->streams[tag];
+	const struct span_part *p = &cur->snap->parts[cur->cands[tag].part];
+	char path[PATH_MAX];
+	int outcome = PART_OK;
+
+	(void)st;
+	if ((rc & 0xff) == SQLITE_INTERRUPT) {
+		snprintf(msg, msglen, "interrupted");
+	} else if (rc != SQLITE_DONE) {
+		part_path(c->set, p->name, path, sizeof(path));
+		outcome = part_outcome(rc, path);
+		if (outcome == PART_FAILED)
+			snprintf(msg, msglen, "partition %s: %s", p->name, sqlite3_errmsg(s->h->db));
+		else
+			handle_mark_bad(c, s->h);
+		if (outcome == PART_BROKEN)
+			count(&c->skipped, 1);
+	}
+	if (s->ps)
+		stmt_put(s->h, s->ps);
+	handle_give(c, s->h);
+	s->ps = NULL;
+	s->h = NULL;
+	return rc == SQLITE_DONE || outcome == PART_GONE || outcome == PART_BROKEN ? SQLITE_DONE
+										     : rc;
+}
+
+static const struct ahead_ops span_ahead_ops = { ahead_open, ahead_close };
+
+/* Whether this xFilter's unordered scan reads ahead: 2+ sealed partitions
+ * holding enough rows by their metadata. */
+static int ahead_wanted(struct span_cursor *cur)
+{
+	uint64_t rows = 0, min = atomic_load(&ahead_min_rows);
+	size_t n = 0;
+
+	if (cur->plan.order || cur->limit >= 0 || cur->nfilters > SPAN_AHEAD_FILTERS ||
+	    min == UINT64_MAX)
+		return 0;
+	for (size_t i = 0; i < cur->ncands; i++) {
+		const struct cand *c = &cur->cands[i];
+
+		if (cur->snap->parts[c->part].immutable && !c->counted) {
+			n++;
+			rows += c->meta->tables[cur->vt->desc->meta].rows;
+		}
+	}
+	return n >= 2 && rows >= min;
+}
+
+/* Hand the sealed candidates from `from` on to producer threads (if one is
+ * free; else the cursor reads them itself); of candidate `from` the first
+ * `skip` rows were read already. */
+static int cursor_ahead(struct span_cursor *cur, size_t from, uint64_t skip)
+{
+	const struct span_desc *d = cur->vt->desc;
+	size_t n = 0;
+	int ncols = 1, rc;
+
+	for (size_t i = from; i < cur->ncands; i++) {
+		struct cand *c = &cur->cands[i];
+
+		c->ahead = cur->snap->parts[c->part].immutable && !c->counted;
+		n += (size_t)c->ahead;
+	}
+	for (int c = 0; c < d->ncols; c++)
+		ncols += cur->map[c] >= 0;
+	atomic_store(&cur->ahead_next, from);
+	cur->skip_cand = skip ? from : SIZE_MAX; /* before the producers start */
+	cur->skip_rows = skip;
+	rc = n ? ahead_start(&span_ahead_ops, cur, ncols, &cur->ahead) : SQLITE_BUSY;
+	if (rc != SQLITE_OK) {
+		for (size_t i = from; i < cur->ncands; i++)
+			cur->cands[i].ahead = 0;
+		cur->ahead = NULL;
+	}
+	return rc == SQLITE_BUSY ? SQLITE_OK : rc;
+}
+
+static int cursor_ahead_next(struct span_cursor *cur);
+
+/* The lazy start: s (the cursor's only stream, on a sealed partition,
+ * positioned on a row SQLite has not seen yet) and the candidates after it
+ * go to producers; they read s's partition again and pass the rows SQLite
+ * already had. */
+static int cursor_take_over(struct span_cursor *cur, struct stream *s)
+{
+	size_t from = (size_t)s->cand;
+	uint64_t seen = s->nrows - 1;
+	int rc;
+
+	s->nrows--; /* the current row is counted again by its new reader */
+	stream_release(cur, s);
+	heap_pop(cur);
+	rc = cursor_ahead(cur, from, seen);
+	if (rc == SQLITE_OK && !cur->ahead) {
+		/* no producer free: read it here again, passing the rows seen */
+		cur->next = from;
+		rc = cursor_fill(cur);
+		for (uint64_t k = 0; rc == SQLITE_OK && cur->nheap && k < seen; k++) {
+			rc = stream_step(cur, cur->heap[0]);
+			if (rc == SQLITE_ROW) {
+				rc = SQLITE_OK;
+			} else if (rc == SQLITE_DONE) {
+				heap_pop(cur);
+				rc = SQLITE_OK;
+				break;
+			}
+		}
+		if (rc == SQLITE_OK && !cur->nheap)
+			rc = cursor_fill(cur);
+		return rc;
+	}
+	if (rc == SQLITE_OK)
+		rc = cursor_fill(cur);
+	if (rc == SQLITE_OK && !cur->nheap && cur->ahead)
+		rc = cursor_ahead_next(cur);
+	return rc;
+}
+
+/* The producer's next row, once the cursor's own streams are done. */
+static int cursor_ahead_next(struct span_cursor *cur)
+{
+	int rc = ahead_next(cur->ahead, handle_progress, cur->vt->conn);
+	const char *msg;
+
+	if (rc == SQLITE_ROW) {
+		cur->ahead_on = 1;
+		cur->ahead_rows++;
+		return SQLITE_OK;
+	}
+	cur->ahead_on = 0;
+	if (rc != SQLITE_DONE) {
+		msg = ahead_error(cur->ahead);
+		if ((rc & 0xff) == SQLITE_INTERRUPT || !msg)
+			msg = (rc & 0xff) == SQLITE_INTERRUPT ? "interrupted" : sqlite3_errstr(rc);
+		vtab_error(cur->vt, "%s", msg);
+	}
+	ahead_stop(cur->ahead);
+	cur->ahead = NULL;
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 static int span_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_str, int argc,
 		       sqlite3_value **argv)
 {
@@ -2031,6 +2405,7 @@ static int span_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_s
 	struct prune pr;
 	int rc;
 
+	cur->nfilters++;
 	cursor_release(cur);
 	rc = cursor_plan(cur, idx_num, idx_str);
 	if (rc == SQLITE_OK)
@@ -2046,16 +2421,39 @@ static int span_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_s
 		if (!(cur->sql[v] = cursor_sql(cur, (enum sql_variant)v)))
 			return SQLITE_NOMEM;
 	rc = cursor_candidates(cur, &pr);
-	return rc == SQLITE_OK ? cursor_fill(cur) : rc;
+	cur->ahead_lazy = 0;
+	cur->own_rows = 0;
+	if (rc == SQLITE_OK && ahead_wanted(cur)) {
+		if (pr.only_time)
+			rc = cursor_ahead(cur, 0, 0);
+		else
+			cur->ahead_lazy = 1;
+	}
+	if (rc == SQLITE_OK)
+		rc = cursor_fill(cur);
+	if (rc == SQLITE_OK && !cur->nheap && cur->ahead)
+		rc = cursor_ahead_next(cur);
+	return rc;
 }
 
 static int span_next(sqlite3_vtab_cursor *base)
 {
 	struct span_cursor *cur = (struct span_cursor *)base;
-	struct stream *s = cur->heap[0];
-	int rc = stream_step(cur, s);
+	struct stream *s;
+	int rc;
 
+	if (cur->ahead_on)
+		return cursor_ahead_next(cur);
+	s = cur->heap[0];
+	rc = stream_step(cur, s);
 	if (rc == SQLITE_ROW) {
+		if (cur->ahead_lazy && ++cur->own_rows >= SPAN_AHEAD_LAZY_ROWS &&
+		    cur->snap->parts[cur->cands[s->cand].part].immutable) {
+			/* a big one after all: this partition, from its current row
+			 * on, and the ones not started yet go to the producers */
+			cur->ahead_lazy = 0;
+			return cursor_take_over(cur, s);
+		}
 		if (!cur->plan.order)
 			return SQLITE_OK; /* one partition at a time: still this one */
 		heap_down(cur, 0);
@@ -2064,20 +2462,37 @@ static int span_next(sqlite3_vtab_cursor *base)
 	} else {
 		return rc;
 	}
-	return cursor_fill(cur);
+	rc = cursor_fill(cur);
+	if (rc == SQLITE_OK && !cur->nheap && cur->ahead)
+		rc = cursor_ahead_next(cur);
+	return rc;
 }
 
 static int span_eof(sqlite3_vtab_cursor *base)
 {
-	return ((struct span_cursor *)base)->nheap == 0;
+	const struct span_cursor *cur = (const struct span_cursor *)base;
+
+	return cur->nheap == 0 && !cur->ahead_on;
 }
 
 static int span_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col)
 {
 	struct span_cursor *cur = (struct span_cursor *)base;
-	const struct stream *s = cur->heap[0];
+	const struct stream *s;
 	int k;
 
+	if (cur->ahead_on) {
+		size_t tag = ahead_tag(cur->ahead);
+
+		k = col >= 0 && col < cur->vt->desc->ncols ? cur->map[col] : -1;
+		if (col == cur->vt->desc->ncols)
+			sqlite3_result_text(ctx, cur->snap->parts[cur->cands[tag].part].name, -1,
+					    SQLITE_TRANSIENT);
+		else if (k >= 0)
+			ahead_result(cur->ahead, ctx, k);
+		return SQLITE_OK;
+	}
+	s = cur->heap[0];
 	if (col == cur->vt->desc->ncols) {
 		const struct span_part *p = &cur->snap->parts[cur->cands[s->cand].part];
 
@@ -2095,8 +2510,15 @@ static int span_rowid(sqlite3_vtab_cursor *base, sqlite3_int64 *rowid)
 {
 	struct span_cursor *cur = (struct span_cursor *)base;
 	const struct stream *s = cur->heap[0];
-	int64_t part = (int64_t)cur->cands[s->cand].part + 1;
-	int64_t r = s->ps ? sqlite3_column_int64(s->ps->st, 0) : s->counted_rowid;
+	int64_t part, r;
+
+	if (cur->ahead_on) {
+		part = (int64_t)cur->cands[ahead_tag(cur->ahead)].part + 1;
+		r = ahead_int(cur->ahead, 0);
+	} else {
+		part = (int64_t)cur->cands[s->cand].part + 1;
+		r = s->ps ? sqlite3_column_int64(s->ps->st, 0) : s->counted_rowid;
+	}
 
 	*rowid = part << SPAN_ROWID_SHIFT | (r & ((1LL << SPAN_ROWID_SHIFT) - 1));
 	return SQLITE_OK;
@@ -2400,6 +2822,185 @@ static int parts_close(sqlite3_vtab_cursor *base)
 	return SQLITE_OK;
 }
 
+/* ---- span_count(): counting without stepping rows ----------------------------------------- */
+
+/*
+ * span_count(table, op, value, op, value, ...): the rows of a spanning table
+ * whose ts satisfies every "ts op value" (op one of =, <, <=, >, >=), i.e.
+ * SELECT count(*) FROM table WHERE ts op value AND ..., answered as a cursor
+ * of the table would, without handing SQLite a row per row: a sealed
+ * partition inside the range counts from its metadata (cand_countable),
+ * pruned ones are not opened, and every other partition (boundary, open,
+ * REAL bounds) runs count(*) with the same constraints on its ts index.
+ * count_fast.c rewrites trivial count queries into a call of it.
+ */
+static int count_op(const char *s)
+{
+	static const struct { const char *sql; int op; } ops[] = {
+		{ "=", SQLITE_INDEX_CONSTRAINT_EQ }, { "<", SQLITE_INDEX_CONSTRAINT_LT },
+		{ "<=", SQLITE_INDEX_CONSTRAINT_LE }, { ">", SQLITE_INDEX_CONSTRAINT_GT },
+		{ ">=", SQLITE_INDEX_CONSTRAINT_GE },
+	};
+
+	for (size_t i = 0; s && i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(s, ops[i].sql) == 0)
+			return ops[i].op;
+	return 0;
+}
+
+/* "SELECT count(*) FROM t WHERE ts op ?1 AND ..." for the plan's constraints. */
+static char *count_sql(const struct span_cursor *cur)
+{
+	const struct span_desc *d = cur->vt->desc;
+	sqlite3_str *s = sqlite3_str_new(NULL);
+
+	sqlite3_str_appendf(s, "SELECT count(*) FROM \"%w\"", d->table);
+	for (int i = 0; i < cur->plan.ncons; i++)
+		sqlite3_str_appendf(s, "%s\"%w\" %s ?%d", i ? " AND " : " WHERE ",
+				    d->cols[d->ts_col].name, op_sql(cur->plan.cons[i].op),
+				    cur->plan.cons[i].arg + 1);
+	return sqlite3_str_finish(s);
+}
+
+/* Count candidate i by running sql on its file: adds to *n, or SQLITE_DONE
+ * when the file is gone or broken (left out, as a cursor does). */
+static int count_part(struct span_cursor *cur, size_t i, const char *sql, int64_t *n)
+{
+	struct stream *s = &cur->streams[i];
+	const struct span_part *p = &cur->snap->parts[cur->cands[i].part];
+	int rc;
+
+	memset(s, 0, sizeof(*s));
+	s->cand = (int)i;
+	rc = handle_get(cur, p, &s->h);
+	if (rc == PART_GONE || rc == PART_BROKEN) {
+		if (rc == PART_BROKEN)
+			count(&cur->vt->conn->skipped, 1);
+		return SQLITE_DONE;
+	}
+	if (rc != PART_OK)
+		return rc == PART_FAILED ? SQLITE_ERROR : rc;
+	count(&cur->vt->conn->opened, 1);
+	rc = stmt_get(s->h, sql, &s->ps);
+	if (rc == SQLITE_OK)
+		rc = stream_bind(cur, &cur->cands[i], s->ps->st);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(s->ps->st);
+	if (rc == SQLITE_ROW) {
+		*n += sqlite3_column_int64(s->ps->st, 0);
+		stream_release(cur, s);
+		return SQLITE_OK;
+	}
+	return stream_fail(cur, s, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc);
+}
+
+/* The count on an xFilter-ready cursor whose plan holds only ts constraints. */
+static int count_cursor(struct span_cursor *cur, int64_t *n)
+{
+	struct prune pr;
+	char *sql;
+	int rc = cursor_snapshot(cur);
+
+	if (rc == SQLITE_OK)
+		rc = cursor_prune_setup(cur, &pr);
+	if (rc == SQLITE_OK)
+		rc = cursor_candidates(cur, &pr);
+	if (rc != SQLITE_OK)
+		return rc;
+	if (!(sql = count_sql(cur)))
+		return SQLITE_NOMEM;
+	*n = 0;
+	for (size_t i = 0; rc == SQLITE_OK && i < cur->ncands; i++) {
+		const struct cand *c = &cur->cands[i];
+
+		if (conn_interrupted(cur->vt->conn)) {
+			vtab_error(cur->vt, "interrupted");
+			rc = SQLITE_INTERRUPT;
+		} else if (c->counted) {
+			count(&cur->vt->conn->counted, 1);
+			*n += (int64_t)c->meta->tables[cur->vt->desc->meta].rows;
+		} else {
+			rc = count_part(cur, i, sql, n);
+			if (rc == SQLITE_DONE)
+				rc = SQLITE_OK;
+		}
+	}
+	cur->ncands = cur->next = 0;
+	sqlite3_free(sql);
+	return rc;
+}
+
+static void span_count_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	struct span_conn *c = sqlite3_user_data(ctx);
+	struct span_vtab vt;
+	sqlite3_vtab_cursor *base = NULL;
+	struct span_cursor *cur;
+	const char *name = argc > 0 ? (const char *)sqlite3_value_text(argv[0]) : NULL;
+	int64_t n = 0;
+	int rc;
+
+	memset(&vt, 0, sizeof(vt));
+	vt.conn = c;
+	for (int i = 0; name && i < NDESCS; i++)
+		if (sqlite3_stricmp(name, span_descs[i].name) == 0)
+			vt.desc = &span_descs[i];
+	if (argc < 1 || argc % 2 == 0) {
+		sqlite3_result_error(ctx, "span_count(table, op, value, ...): a table name, then "
+				     "pairs of an operator and a value", -1);
+		return;
+	}
+	if (!vt.desc) {
+		char *msg = sqlite3_mprintf("span_count: no such table: %s (flows, connections or "
+					    "tcp_states)", name ? name : "NULL");
+
+		sqlite3_result_error(ctx, msg ? msg : "span_count: no such table", -1);
+		sqlite3_free(msg);
+		return;
+	}
+	if ((rc = span_open(&vt.base, &base)) != SQLITE_OK) {
+		sqlite3_result_error_code(ctx, rc);
+		return;
+	}
+	cur = (struct span_cursor *)base;
+	cur->plan.cons = sqlite3_malloc64(sizeof(*cur->plan.cons) * (uint64_t)(argc / 2 + 1));
+	rc = cur->plan.cons ? SQLITE_OK : SQLITE_NOMEM;
+	for (int i = 1; rc == SQLITE_OK && i < argc; i += 2) {
+		int op = count_op((const char *)sqlite3_value_text(argv[i]));
+
+		if (!op) {
+			vtab_error(&vt, "span_count: operator %d is '%s': one of =, <, <=, >, >=",
+				   (i + 1) / 2, sqlite3_value_text(argv[i]) ?
+				   (const char *)sqlite3_value_text(argv[i]) : "NULL");
+			rc = SQLITE_ERROR;
+			break;
+		}
+		cur->plan.cons[cur->plan.ncons++] = (struct span_con){
+			.col = vt.desc->ts_col, .op = op, .coll = 'B', .arg = i / 2,
+		};
+	}
+	if (rc == SQLITE_OK) {
+		sqlite3_value **vals = sqlite3_malloc64(sizeof(*vals) * (uint64_t)(argc / 2 + 1));
+
+		rc = vals ? SQLITE_OK : SQLITE_NOMEM;
+		for (int i = 2; vals && i < argc; i += 2)
+			vals[i / 2 - 1] = argv[i];
+		if (rc == SQLITE_OK)
+			rc = cursor_keep_args(cur, argc / 2, vals);
+		sqlite3_free(vals);
+	}
+	if (rc == SQLITE_OK)
+		rc = count_cursor(cur, &n);
+	if (rc == SQLITE_OK)
+		sqlite3_result_int64(ctx, n);
+	else if (vt.base.zErrMsg)
+		sqlite3_result_error(ctx, vt.base.zErrMsg, -1);
+	if (rc != SQLITE_OK)
+		sqlite3_result_error_code(ctx, rc);
+	span_close(base);
+	sqlite3_free(vt.base.zErrMsg);
+}
+
 /* ---- registration ------------------------------------------------------------------------- */
 
 /* xCreate NULL: eponymous only, "SELECT * FROM flows" needs no CREATE. */
@@ -2480,11 +3081,13 @@ int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt
 	c->db = db;
 	c->set = set;
 	c->max_handles = handles_bound();
+	pthread_mutex_init(&c->cache_lock, NULL);
 	c->interrupt = interrupt;
 	c->interrupt_ctx = interrupt_ctx;
 	pthread_mutex_lock(&registry_lock);
 	if (registry_find(db)) {
 		pthread_mutex_unlock(&registry_lock);
+		pthread_mutex_destroy(&c->cache_lock);
 		free(c);
 		return SQLITE_MISUSE; /* once per connection */
 	}
@@ -2496,6 +3099,10 @@ int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt
 		rc = module_add(db, c, span_descs[i].name, &span_module, &span_descs[i]);
 	if (rc == SQLITE_OK)
 		rc = module_add(db, c, "partitions", &parts_module, NULL);
+	/* no destructor: c lives as long as the modules, i.e. as db */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_create_function_v2(db, "span_count", -1, SQLITE_UTF8, c, span_count_fn,
+						NULL, NULL, NULL);
 	if (--c->refs == 0)
 		conn_free(c);
 	return rc;
@@ -2515,6 +3122,7 @@ void span_counters_get(sqlite3 *db, struct span_counters *out)
 		out->partitions_counted = atomic_load(&c->counted);
 		out->partitions_skipped = atomic_load(&c->skipped);
 		out->files_opened = atomic_load(&c->files);
+		out->partitions_ahead = atomic_load(&c->ahead);
 	}
 	pthread_mutex_unlock(&registry_lock);
 }
@@ -2532,6 +3140,7 @@ void span_counters_reset(sqlite3 *db)
 		atomic_store(&c->counted, 0);
 		atomic_store(&c->skipped, 0);
 		atomic_store(&c->files, 0);
+		atomic_store(&c->ahead, 0);
 	}
 	pthread_mutex_unlock(&registry_lock);
 }

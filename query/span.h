@@ -20,7 +20,11 @@
  *  - ts_end constraints and the hidden column `partition` (the file's name:
  *    SELECT partition, * FROM flows WHERE partition = '...') prune too.
  *  - A query that reads no column and constrains only ts (count(*)) takes
- *    the row counts of sealed partitions from their metadata.
+ *    the row counts of sealed partitions from their metadata; span_count()
+ *    answers a whole count that way without stepping rows (count_fast.h
+ *    rewrites trivial count queries into it).
+ *  - An unordered scan of many rows over sealed partitions is read ahead
+ *    on a producer thread (span_ahead.h, span_tune_ahead below).
  *  - With SQLite 3.40, `ts BETWEEN ? AND ?` is not copied into the branches
  *    of an OR plan (`... AND (orig_addr = ? OR resp_addr = ?)`): each branch
  *    then probes every partition. Written `ts >= ? AND ts <= ?`, it is.
@@ -64,6 +68,8 @@ struct span_counters {
 	uint64_t partitions_skipped; /* broken or unreadable files left out */
 	uint64_t files_opened;       /* sqlite3_open calls; the rest of
 					partitions_opened came from the handle cache */
+	uint64_t partitions_ahead;   /* of partitions_opened, read by a read-ahead
+					thread */
 };
 
 /* Register flows, connections, tcp_states and partitions on db (once per
@@ -73,6 +79,15 @@ struct span_counters {
  * error code. */
 int span_register(sqlite3 *db, struct span_set *set, span_interrupt_fn interrupt,
 		  void *interrupt_ctx);
+
+/*
+ * Read-ahead (span_ahead.h): an unordered scan of sealed partitions holding
+ * at least min_rows rows (by their metadata; default 50000) is read by a
+ * producer thread while SQLite consumes the rows. 0: whenever two or more
+ * sealed partitions are read; UINT64_MAX: never. Process-wide, for tests
+ * and benchmarks.
+ */
+void span_tune_ahead(uint64_t min_rows);
 
 /* This connection's counters (zeros if span_register was not called). */
 void span_counters_get(sqlite3 *db, struct span_counters *out);

@@ -10,6 +10,13 @@
  * join on sock_cookie) must give identical results through the span tables
  * and on the merged file. The seed is printed; FLOWSTORE_SEED replays one.
  *
+ * The count fast path (count_fast.h): its recogniser on statements it must
+ * and must not take, then random count queries (windows as literals,
+ * parameters, REAL, text and NULL bounds, helper functions, BETWEEN and
+ * reversed comparisons, aliases) through a sandbox connection against the
+ * merged file and the span table's own slow path: same value, same column
+ * name, same errors, and the metadata really used.
+ *
  * Then: the pruning counters against ranges read independently with
  * partition_read_meta, files appearing, vanishing and broken between
  * queries, an open partition growing, the interrupt callback, the
@@ -40,6 +47,9 @@
 
 #include <sqlite3.h>
 
+#include "count_fast.h"
+#include "functions.h"
+#include "sandbox.h"
 #include "schema.h"
 #include "span.h"
 
@@ -691,6 +701,34 @@ static void test_same_as_merged(void **state)
 	}
 }
 
+/* The same with every unordered scan of 2+ sealed partitions read ahead on
+ * producer threads (span_ahead.h): rows, joins reading the same files on
+ * both sides, errors. */
+static void test_same_as_merged_ahead(void **state)
+{
+	struct span_counters c;
+
+	(void)state;
+	rng = W.seed ^ 12;
+	span_tune_ahead(0);
+	span_counters_reset(W.span);
+	for (int q = 0; q < NQUERIES; q++) {
+		int64_t params[2];
+		int nparams, ordered;
+		char *sql = random_query(params, &nparams, &ordered);
+
+		assert_same(W.span, W.ref, sql, params, nparams, ordered, W.seed);
+		sqlite3_free(sql);
+	}
+	assert_same(W.span, W.ref, "SELECT * FROM flows", NULL, 0, 0, W.seed);
+	assert_same(W.span, W.ref, "SELECT a.ts, b.ts FROM flows a JOIN flows b"
+		    " ON b.sock_cookie = a.sock_cookie", NULL, 0, 0, W.seed);
+	span_counters_get(W.span, &c);
+	span_tune_ahead(50000);
+	assert_true(c.partitions_ahead > 0);
+	assert_true(c.partitions_ahead <= c.partitions_opened);
+}
+
 /* A few fixed queries that exercise each path at least once, whatever the seed. */
 static void test_fixed_queries(void **state)
 {
@@ -931,6 +969,390 @@ static void test_count_from_meta(void **state)
 	span_counters_get(W.span, &c);
 	assert_int_equal(c.partitions_counted, sealed);
 	assert_int_equal(c.partitions_opened, NPARTS - 1 - sealed);
+}
+
+/* ---- the count fast path (count_fast.h) ------------------------------------------------- */
+
+static void test_count_fast_recognises(void **state)
+{
+	static const struct { const char *sql, *want; } yes[] = {
+		{ "SELECT count(*) FROM flows", "SELECT span_count('flows')" },
+		{ "select COUNT( 1 ) from TCP_STATES ;", "SELECT span_count('tcp_states')" },
+		{ "SELECT count(*) AS n FROM connections -- total\n",
+		  "SELECT span_count('connections')" },
+		{ "SELECT count(*) n FROM \"flows\" f WHERE f.ts >= ?1 AND ts < ?2",
+		  "SELECT span_count('flows', '>=', (?1), '<', (?2))" },
+		{ "SELECT count(*) FROM flows WHERE ts BETWEEN ago('1h') AND now_ns() - 5",
+		  "SELECT span_count('flows', '>=', (ago('1h')), '<=', (now_ns() - 5))" },
+		{ "SELECT count(*) FROM flows WHERE 5 < ts AND :hi >= \"ts\" AND ts == -(3 + 4) * 2",
+		  "SELECT span_count('flows', '>', (5), '<=', (:hi), '=', (-(3 + 4) * 2))" },
+		{ "SELECT count(*) FROM flows AS x WHERE x.ts > ts_ns('2026-11-27') /* c */ ;",
+		  "SELECT span_count('flows', '>', (ts_ns('2026-11-27')))" },
+		{ "SELECT count(*) FROM flows WHERE ts > 1.5e18 AND ts < '17' || '95' AND ts <= NULL",
+		  "SELECT span_count('flows', '>', (1.5e18), '<', ('17' || '95'), '<=', (NULL))" },
+	};
+	static const char *const no[] = {
+		"SELECT count(ts) FROM flows",
+		"SELECT count(*), 1 FROM flows",
+		"SELECT count(*) + 0 FROM flows",
+		"SELECT count(DISTINCT ts) FROM flows",
+		"SELECT count(*) FROM partitions",
+		"SELECT count(*) FROM main.flows",
+		"SELECT count(*) FROM flows, connections",
+		"SELECT count(*) FROM flows WHERE ts > 5 OR ts < 3",
+		"SELECT count(*) FROM flows WHERE ts_end > 5",
+		"SELECT count(*) FROM flows WHERE ts != 5",
+		"SELECT count(*) FROM flows WHERE ts <> 5",
+		"SELECT count(*) FROM flows WHERE ts IS 5",
+		"SELECT count(*) FROM flows WHERE ts IN (1, 2)",
+		"SELECT count(*) FROM flows WHERE NOT ts > 5",
+		"SELECT count(*) FROM flows WHERE ts > pid",
+		"SELECT count(*) FROM flows WHERE ts > 5 = 1",
+		"SELECT count(*) FROM flows WHERE ts + 0 > 5",
+		"SELECT count(*) FROM flows WHERE ts > (SELECT 1)",
+		"SELECT count(*) FROM flows WHERE ts > CAST('5' AS INTEGER)",
+		"SELECT count(*) FROM flows WHERE ts > CASE WHEN 1 THEN 2 END",
+		"SELECT count(*) FROM flows WHERE ts > 5 COLLATE NOCASE",
+		"SELECT count(*) FROM flows WHERE y.ts > 5",
+		"SELECT count(*) FROM flows f WHERE g.ts > 5",
+		"SELECT count(*) FROM flows WHERE ts BETWEEN 1 AND 2 AND orig_addr = 'x'",
+		"SELECT count(*) FROM flows GROUP BY proto",
+		"SELECT count(*) FROM flows LIMIT 1",
+		"SELECT count(*) FROM flows INDEXED BY x",
+		"SELECT count(*) FROM flows; SELECT 1",
+		"WITH flows AS (SELECT 1) SELECT count(*) FROM flows",
+		"EXPLAIN SELECT count(*) FROM flows",
+		"SELECT count(*) FROM flows WHERE ts > 'unterminated",
+		"SELECT count(*) FROM flows WHERE ts > max(1, 2) OVER ()",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		char *got = count_fast_sql(yes[i].sql, strlen(yes[i].sql));
+
+		if (!got || strcmp(got, yes[i].want) != 0)
+			fail_msg("%s\n  got  %s\n  want %s", yes[i].sql, got ? got : "(not taken)",
+				 yes[i].want);
+		sqlite3_free(got);
+	}
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		char *got = count_fast_sql(no[i], strlen(no[i]));
+
+		if (got)
+			fail_msg("%s\n  taken as %s", no[i], got);
+	}
+}
+
+struct csb {
+	struct sandbox *sb;
+	sqlite3 *db;
+};
+
+static void csb_open(struct csb *c, struct span_set *set)
+{
+	char err[256];
+
+	assert_int_equal(sandbox_open(NULL, &c->sb, err, sizeof(err)), 0);
+	c->db = sandbox_db(c->sb);
+	assert_int_equal(span_register(c->db, set, sandbox_interrupted, c->sb), SQLITE_OK);
+}
+
+/* One statement's answer: its column name, rows as text, or the error. */
+struct answer {
+	char name[64];
+	struct rows rows;
+	int failed;
+	char err[256];
+	int fast; /* answered by span_count */
+};
+
+static void answer_bind(sqlite3_stmt *st, const int64_t *params, int nparams)
+{
+	for (int i = 1; i <= sqlite3_bind_parameter_count(st); i++) {
+		const char *name = sqlite3_bind_parameter_name(st, i);
+
+		if (name && strcmp(name, ":lo") == 0)
+			assert_int_equal(sqlite3_bind_int64(st, i, params[0]), SQLITE_OK);
+		else if (name && strcmp(name, ":hi") == 0)
+			assert_int_equal(sqlite3_bind_int64(st, i, params[1]), SQLITE_OK);
+		else if (i <= nparams)
+			assert_int_equal(sqlite3_bind_int64(st, i, params[i - 1]), SQLITE_OK);
+	}
+}
+
+static void answer_step(sqlite3_stmt *st, struct answer *a, const char *errmsg_db_msg)
+{
+	int rc;
+
+	snprintf(a->name, sizeof(a->name), "%s", sqlite3_column_name(st, 0));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		rows_add(&a->rows, row_text(st));
+	if (rc != SQLITE_DONE) {
+		a->failed = 1;
+		snprintf(a->err, sizeof(a->err), "%s", errmsg_db_msg ? errmsg_db_msg : "?");
+	}
+}
+
+static void answer_plain(sqlite3 *db, const char *sql, const int64_t *params, int nparams,
+			 struct answer *a)
+{
+	sqlite3_stmt *st = NULL;
+
+	memset(a, 0, sizeof(*a));
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		a->failed = 1;
+		snprintf(a->err, sizeof(a->err), "%s", sqlite3_errmsg(db));
+		return;
+	}
+	answer_bind(st, params, nparams);
+	answer_step(st, a, NULL);
+	if (a->failed)
+		snprintf(a->err, sizeof(a->err), "%s", sqlite3_errmsg(db));
+	sqlite3_finalize(st);
+}
+
+static void answer_sandbox(struct csb *c, const char *sql, const int64_t *params, int nparams,
+			   struct answer *a)
+{
+	sqlite3_stmt *st = NULL;
+	char err[256];
+	enum qerr e;
+
+	memset(a, 0, sizeof(*a));
+	e = sandbox_prepare(c->sb, sql, strlen(sql), 0, &st, err, sizeof(err));
+	if (e != QERR_NONE) {
+		a->failed = 1;
+		snprintf(a->err, sizeof(a->err), "%s", err);
+		return;
+	}
+	a->fast = strncmp(sqlite3_sql(st), "SELECT span_count(", 18) == 0;
+	answer_bind(st, params, nparams);
+	answer_step(st, a, NULL);
+	if (a->failed) {
+		sandbox_step_error(c->sb, SQLITE_ERROR, err, sizeof(err));
+		snprintf(a->err, sizeof(a->err), "%s", err);
+	}
+	sqlite3_finalize(st);
+}
+
+static void answer_free(struct answer *a)
+{
+	rows_free(&a->rows);
+}
+
+static void assert_same_answer(const char *sql, const int64_t *params, const struct answer *a,
+			       const struct answer *b, const char *what)
+{
+	int same = a->failed == b->failed && strcmp(a->name, b->name) == 0 &&
+		   a->rows.n == b->rows.n && (a->failed ? strcmp(a->err, b->err) == 0 : 1);
+
+	for (size_t i = 0; same && i < a->rows.n; i++)
+		same = strcmp(a->rows.v[i], b->rows.v[i]) == 0;
+	if (!same)
+		fail_msg("seed %" PRIu64 ": %s [%lld, %lld]\n  fast path: \"%s\" %s %s\n  %s: \"%s\" %s %s",
+			 W.seed, sql, (long long)params[0], (long long)params[1], a->name,
+			 a->failed ? a->err : a->rows.n ? a->rows.v[0] : "(no row)",
+			 a->fast ? "(span_count)" : "(not rewritten)", what, b->name,
+			 b->failed ? b->err : b->rows.n ? b->rows.v[0] : "(no row)", "");
+}
+
+/* A bound on ts in one of the forms the fast path takes; sometimes one it
+ * does not (*plain = 1 then). */
+static void count_bound(sqlite3_str *s, int64_t v, int lower, int *plain)
+{
+	static const char *const lo_ops[] = { ">", ">=" }, *const hi_ops[] = { "<", "<=" };
+	const char *op = lower ? PICK(lo_ops) : PICK(hi_ops);
+	const char *rev = strcmp(op, ">") == 0 ? "<" : strcmp(op, ">=") == 0 ? "<=" :
+			  strcmp(op, "<") == 0 ? ">" : ">=";
+	char val[96];
+
+	switch (below(9)) {
+	case 0: snprintf(val, sizeof(val), "%lld", (long long)v); break;
+	case 1: snprintf(val, sizeof(val), "%s", lower ? ":lo" : ":hi"); break;
+	case 2: snprintf(val, sizeof(val), "%lld.5", (long long)v); break;
+	case 3: snprintf(val, sizeof(val), "'%lld'", (long long)v); break;
+	case 4: snprintf(val, sizeof(val), "(%lld - 3600000000000) + dur('1h')", (long long)v); break;
+	case 5: snprintf(val, sizeof(val), "ts_ns(ts_iso(%lld))", (long long)v); break;
+	case 6: snprintf(val, sizeof(val), "%s", chance(50) ? "NULL" : "'abc'"); break;
+	case 7: snprintf(val, sizeof(val), "abs(%lld) * 1", (long long)v); break;
+	default: /* not ours: the original must run, with the same answer */
+		snprintf(val, sizeof(val), "%lld", (long long)v);
+		op = chance(50) ? "IS" : "!=";
+		*plain = 1;
+	}
+	if (chance(30) && strcmp(op, "IS") && strcmp(op, "!="))
+		sqlite3_str_appendf(s, "%s %s ts", val, rev);
+	else
+		sqlite3_str_appendf(s, "ts %s %s", op, val);
+}
+
+static char *random_count(int64_t *params, int *plain)
+{
+	static const char *const heads[] = { "count(*)", "COUNT(1)", "count( * ) AS n",
+					     "count(*) \"rows in it\"" };
+	const struct qtable *t = &qtables[below(3)];
+	sqlite3_str *s = sqlite3_str_new(NULL);
+	int64_t span = W.ts_max - W.ts_min + 4 * HOUR;
+	int64_t a = W.ts_min - 2 * HOUR + below(span);
+	int64_t b = a + (chance(60) ? below(3 * HOUR) : below(span));
+	int kind = (int)below(7);
+
+	*plain = 0;
+	params[0] = a;
+	params[1] = b;
+	sqlite3_str_appendf(s, "SELECT %s FROM %s", PICK(heads), t->name);
+	switch (kind) {
+	case 0: break;
+	case 1:
+		sqlite3_str_appendall(s, " WHERE ");
+		count_bound(s, a, 1, plain);
+		break;
+	case 2:
+		sqlite3_str_appendall(s, " WHERE ");
+		count_bound(s, b, 0, plain);
+		break;
+	case 3:
+		sqlite3_str_appendf(s, " WHERE ts BETWEEN %s AND %s", chance(50) ? ":lo" : "?1",
+				    chance(50) ? ":hi" : "?2");
+		break;
+	case 4: /* one instant: an existing row's */
+		sqlite3_str_appendf(s, " WHERE ts = %lld", (long long)nth_ts(t->name, (int)below(100)));
+		break;
+	default:
+		sqlite3_str_appendall(s, " WHERE ");
+		count_bound(s, a, 1, plain);
+		sqlite3_str_appendall(s, " AND ");
+		count_bound(s, b, 0, plain);
+	}
+	if (chance(20))
+		sqlite3_str_appendall(s, ";");
+	return sqlite3_str_finish(s);
+}
+
+/* The fast path answers exactly what SQLite answers: on the merged file,
+ * and through the span table itself. */
+static void test_count_fast_same(void **state)
+{
+	struct csb c;
+	int fast = 0, plain_n = 0;
+
+	(void)state;
+	rng = W.seed ^ 11;
+	csb_open(&c, W.set);
+	assert_int_equal(qfunc_register(W.ref), SQLITE_OK);
+	assert_int_equal(qfunc_register(W.span), SQLITE_OK);
+	for (int q = 0; q < NQUERIES; q++) {
+		int64_t params[2];
+		int plain;
+		char *sql = random_count(params, &plain);
+		struct answer a, ref, slow;
+
+		answer_sandbox(&c, sql, params, 2, &a);
+		answer_plain(W.ref, sql, params, 2, &ref);
+		answer_plain(W.span, sql, params, 2, &slow);
+		assert_same_answer(sql, params, &a, &ref, "merged file");
+		assert_same_answer(sql, params, &a, &slow, "span table");
+		if (a.fast != !plain)
+			fail_msg("%s: %s", sql, a.fast ? "rewritten" : "not rewritten");
+		fast += a.fast;
+		plain_n += plain;
+		answer_free(&a);
+		answer_free(&ref);
+		answer_free(&slow);
+		sqlite3_free(sql);
+	}
+	assert_true(fast > NQUERIES / 2);
+	assert_true(plain_n > 0);
+	sandbox_close(c.sb);
+}
+
+/* What it costs: sealed partitions inside the range are not opened; the
+ * open ones and the boundaries are. Errors and interrupts as SQLite's. */
+static void test_count_fast_meta(void **state)
+{
+	struct csb c;
+	struct span_counters k;
+	struct answer a, slow;
+	int64_t params[2] = { 0, 0 };
+	sqlite3_stmt *st = NULL;
+	struct ranges r;
+	uint64_t overlap = 0;
+	char err[256];
+	int sealed = 0;
+
+	(void)state;
+	for (int i = 0; i < NPARTS; i++)
+		sealed += W.sealed[i] && i != 7;
+	csb_open(&c, W.set);
+	span_counters_reset(c.db);
+	answer_sandbox(&c, "SELECT count(*) FROM flows", params, 0, &a);
+	assert_true(a.fast);
+	assert_int_equal(a.rows.n, 1);
+	assert_string_equal(a.name, "count(*)");
+	span_counters_get(c.db, &k);
+	assert_int_equal(k.partitions_counted, sealed);
+	assert_int_equal(k.partitions_opened, NPARTS - 1 - sealed);
+	assert_int_equal(k.rows_read, 0);
+	answer_free(&a);
+
+	/* a window inside one sealed partition's period: one file opened */
+	span_counters_reset(c.db);
+	params[0] = T0 + 3 * HOUR + 10 * MINUTE;
+	params[1] = params[0] + 20 * MINUTE;
+	answer_sandbox(&c, "SELECT count(*) FROM flows WHERE ts >= ?1 AND ts < ?2", params, 2, &a);
+	answer_plain(W.ref, "SELECT count(*) FROM flows WHERE ts >= ?1 AND ts < ?2", params, 2, &slow);
+	assert_true(a.fast);
+	assert_same_answer("window", params, &a, &slow, "merged file");
+	span_counters_get(c.db, &k);
+	read_ranges(W.dir, &r);
+	for (size_t i = 0; i < r.n; i++)
+		overlap += r.rows[i] && r.min[i] <= params[1] - 1 && r.max[i] >= params[0];
+	assert_true(k.partitions_opened >= 1);
+	assert_int_equal(k.partitions_opened + k.partitions_counted, overlap);
+	assert_int_equal(k.partitions_pruned, r.n - overlap);
+	assert_true(k.partitions_pruned >= NPARTS - 4);
+	answer_free(&a);
+	answer_free(&slow);
+
+	/* a bad argument to a helper: the helper's own error */
+	answer_sandbox(&c, "SELECT count(*) FROM flows WHERE ts > ago('soon')", params, 0, &a);
+	answer_plain(W.span, "SELECT count(*) FROM flows WHERE ts > ago('soon')", params, 0, &slow);
+	assert_true(a.fast);
+	assert_true(a.failed && slow.failed);
+	assert_string_equal(a.err, slow.err);
+	answer_free(&a);
+	answer_free(&slow);
+
+	/* bad SQL never reaches the rewrite: SQLite's message */
+	assert_int_equal(sandbox_prepare(c.sb, "SELECT count(*) FROM flows WHERE", 32, 0, &st, err,
+					 sizeof(err)), QERR_SQL);
+	assert_non_null(strstr(err, "incomplete input"));
+	assert_int_equal(sandbox_prepare(c.sb, "SELECT count(*) FROM flow", 25, 0, &st, err,
+					 sizeof(err)), QERR_SQL);
+	assert_string_equal(err, "no such table: flow");
+
+	/* cancelled between prepare and step: stopped like any query */
+	assert_int_equal(sandbox_prepare(c.sb, "SELECT count(*) FROM flows WHERE ts > 0", 39, 0, &st,
+					 err, sizeof(err)), QERR_NONE);
+	assert_non_null(strstr(sqlite3_sql(st), "span_count("));
+	sandbox_cancel(c.sb);
+	assert_int_not_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sandbox_step_error(c.sb, SQLITE_INTERRUPT, err, sizeof(err)), QERR_CANCELLED);
+	sqlite3_finalize(st);
+
+	/* span_count's own arguments, called directly */
+	answer_sandbox(&c, "SELECT span_count('nope')", params, 0, &a);
+	assert_true(a.failed);
+	assert_non_null(strstr(a.err, "no such table: nope"));
+	answer_free(&a);
+	answer_sandbox(&c, "SELECT span_count('flows', '!=', 1)", params, 0, &a);
+	assert_true(a.failed);
+	assert_non_null(strstr(a.err, "operator 1 is '!='"));
+	answer_free(&a);
+	answer_sandbox(&c, "SELECT span_count('flows', '>')", params, 0, &a);
+	assert_true(a.failed);
+	answer_free(&a);
+	sandbox_close(c.sb);
 }
 
 /* A join reuses the connection's handles: it opens each file once. */
@@ -1328,6 +1750,97 @@ static void test_interrupt(void **state)
 	rows_free(&r);
 }
 
+/* A read-ahead scan stopped early: by its cursor closing after one row, by
+ * the interrupt between batches; the connection stays usable and no
+ * producer is left running (ASan/valgrind see the joins). */
+static void test_ahead_stops(void **state)
+{
+	struct small *s = *state;
+	struct span_counters c;
+	struct rows r = { 0 };
+	sqlite3_stmt *st = NULL;
+	int after = INT_MAX;
+
+	rng = W.seed ^ 13;
+	for (int h = 0; h < 4; h++)
+		partition_close(small_partition(s, h, 2000, 1, NULL));
+	span_tune_ahead(0);
+	s->db = span_db(s->set, interrupt_after, &after);
+	for (int i = 0; i < 20; i++) {
+		assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT * FROM flows", -1, &st, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		if (i % 2)
+			assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		sqlite3_finalize(st);
+	}
+	assert_int_equal(query_int(s->db, "SELECT count(*) FROM (SELECT ts FROM flows)"), 8000);
+	interrupt_calls = 0;
+	after = 0;
+	assert_int_equal(run(s->db, "SELECT count(*), sum(orig_bytes) FROM flows", NULL, 0, &r),
+			 SQLITE_INTERRUPT);
+	rows_free(&r);
+	after = INT_MAX;
+	span_counters_reset(s->db);
+	assert_int_equal(query_int(s->db, "SELECT count(ts_end) FROM flows"), 8000);
+	span_counters_get(s->db, &c);
+	span_tune_ahead(50000);
+	assert_int_equal(c.partitions_ahead, 4);
+}
+
+/* The lazy start: a filtered scan reads its first partition itself and,
+ * once it has given SPAN_AHEAD_LAZY_ROWS rows, hands the rest of it (the
+ * rows SQLite has not seen) and the other partitions to producers; with no
+ * producer free it reads on. Either way: the same rows as without
+ * read-ahead, none twice, none missing. */
+static void test_ahead_take_over(void **state)
+{
+	static const char *const sqls[] = {
+		"SELECT rowid, * FROM flows WHERE orig_port >= 0",
+		"SELECT ts, comm FROM flows WHERE proto != 'zzz'",
+		"SELECT ts FROM flows WHERE orig_port >= 0 AND ts > 0",
+	};
+	struct small *s = *state;
+	sqlite3_stmt *hold[4] = { NULL };
+	struct rows want = { 0 }, got = { 0 };
+
+	rng = W.seed ^ 14;
+	for (int h = 0; h < 4; h++)
+		partition_close(small_partition(s, h, 1500, 1, NULL));
+	s->db = span_db(s->set, NULL, NULL);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1) {
+			/* every producer slot taken by scans held open (up to 4 x 2) */
+			span_tune_ahead(0);
+			for (int i = 0; i < 4; i++) {
+				assert_int_equal(sqlite3_prepare_v2(s->db, "SELECT * FROM flows", -1,
+								    &hold[i], NULL), SQLITE_OK);
+				assert_int_equal(sqlite3_step(hold[i]), SQLITE_ROW);
+			}
+		}
+		for (size_t i = 0; i < sizeof(sqls) / sizeof(sqls[0]); i++) {
+			span_tune_ahead(UINT64_MAX);
+			assert_int_equal(run(s->db, sqls[i], NULL, 0, &want), SQLITE_OK);
+			span_tune_ahead(0);
+			assert_int_equal(run(s->db, sqls[i], NULL, 0, &got), SQLITE_OK);
+			assert_int_equal(got.n, want.n);
+			assert_int_equal(got.n, 6000);
+			qsort(want.v, want.n, sizeof(*want.v), str_cmp);
+			qsort(got.v, got.n, sizeof(*got.v), str_cmp);
+			for (size_t k = 0; k < got.n; k++) {
+				assert_string_equal(got.v[k], want.v[k]);
+				if (k)
+					assert_string_not_equal(got.v[k], got.v[k - 1]);
+			}
+			rows_free(&want);
+			rows_free(&got);
+		}
+	}
+	for (int i = 0; i < 4; i++)
+		sqlite3_finalize(hold[i]);
+	span_tune_ahead(50000);
+}
+
 /* ---- readers racing the sealer ----------------------------------------------------------- */
 
 struct racer {
@@ -1401,10 +1914,14 @@ int main(void)
 		cmocka_unit_test(test_columns_match_ddl),
 		cmocka_unit_test(test_fixed_queries),
 		cmocka_unit_test(test_same_as_merged),
+		cmocka_unit_test(test_same_as_merged_ahead),
 		cmocka_unit_test(test_pruning),
 		cmocka_unit_test(test_prune_by_name_and_end),
 		cmocka_unit_test(test_merge_opens_little),
 		cmocka_unit_test(test_count_from_meta),
+		cmocka_unit_test(test_count_fast_recognises),
+		cmocka_unit_test(test_count_fast_same),
+		cmocka_unit_test(test_count_fast_meta),
 		cmocka_unit_test(test_join_plan),
 		cmocka_unit_test(test_partitions_table),
 	};
@@ -1412,6 +1929,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_files_come_and_go, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_open_partition_grows, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_interrupt, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_ahead_stops, small_setup, small_teardown),
+		cmocka_unit_test_setup_teardown(test_ahead_take_over, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_handle_cache_bound, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_affinity_oracle, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_merge_clamps_open, small_setup, small_teardown),
