@@ -304,6 +304,11 @@ static int expr(struct lexer *lx, const char **start, size_t *len)
 			next(&peek);
 			if (peek.tok.t != T_LP)
 				return 0; /* a column or keyword: not ours */
+			/* SQLite calls these again for every row: "ts > random()"
+			 * is no constant window (ago() and now_ns() are: they
+			 * read the clock once per statement) */
+			if (word_is(t, "random") || word_is(t, "randomblob"))
+				return 0;
 			break; /* a function's name; '(' follows */
 		}
 		case T_LP:
