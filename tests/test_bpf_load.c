@@ -83,7 +83,10 @@ struct capture {
 	struct fs_tcp_state_event states[MAX_STATES];
 	struct fs_tcp_conn_event conns[MAX_CONNS];
 	unsigned nowners;
-	struct fs_sock_owner_event owners[MAX_CONNS]; /* every one seen: told apart by cookie */
+	/* owner records of datagram sockets whose owner is one of owner_pids
+	 * (other processes' sockets are foreign) */
+	struct fs_sock_owner_event owners[MAX_CONNS];
+	pid_t owner_pids[2];
 	unsigned foreign; /* other traffic's records, ignored */
 	unsigned bad;     /* records of no known type and size */
 };
@@ -117,7 +120,11 @@ static int on_event(void *ctx, void *data, size_t size)
 	}
 	if (size >= sizeof(*h) && h->type == FS_EVENT_SOCK_OWNER &&
 	    size == sizeof(struct fs_sock_owner_event) && h->size == size) {
-		if (c->nowners < MAX_CONNS)
+		const struct fs_sock_owner_event *e = data;
+		bool mine = e->pid && (e->pid == (uint32_t)c->owner_pids[0] ||
+				       e->pid == (uint32_t)c->owner_pids[1]);
+
+		if (mine && c->nowners < MAX_CONNS)
 			memcpy(&c->owners[c->nowners++], data, size);
 		else
 			c->foreign++;
@@ -1145,6 +1152,8 @@ static void run_dgram_owner(int family, enum owner_mode mode)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	assert_int_equal(recv(rx, &byte, 1, 0), 1);
 
+	c->owner_pids[0] = getpid();
+	c->owner_pids[1] = child;
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	while ((!owners_of(c, tx_cookie, NULL) || !owners_of(c, child_cookie, NULL)) &&
 	       elapsed_ms(&start) <= POLL_BUDGET_MS)
