@@ -24,6 +24,7 @@
 #include <sqlite3.h>
 
 #include "count_fast.h"
+#include "sandbox.h"
 
 enum tok {
 	T_END, T_BAD, T_WORD, T_QUOTED, T_NUM, T_STR, T_BLOB, T_PARAM, T_LP, T_RP, T_COMMA,
@@ -50,27 +51,6 @@ static int is_ident(unsigned char c, int first)
 static int is_digit(char c)
 {
 	return c >= '0' && c <= '9';
-}
-
-static const char *skip_blank(const char *p, const char *end)
-{
-	while (p < end) {
-		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') {
-			p++;
-		} else if (end - p >= 2 && p[0] == '-' && p[1] == '-') {
-			while (p < end && *p != '\n')
-				p++;
-		} else if (end - p >= 2 && p[0] == '/' && p[1] == '*') {
-			const char *q = p + 2;
-
-			while (q + 1 < end && !(q[0] == '*' && q[1] == '/'))
-				q++;
-			p = q + 1 < end ? q + 2 : end;
-		} else {
-			break;
-		}
-	}
-	return p;
 }
 
 /* Past a quoted run starting at p (the quote char q, doubled to escape);
@@ -118,7 +98,7 @@ static const char *skip_number(const char *p, const char *end)
 /* The token at lx->p into lx->tok; lx->p after it. */
 static void next(struct lexer *lx)
 {
-	const char *p = skip_blank(lx->p, lx->end), *end = lx->end, *q = NULL;
+	const char *p = sandbox_skip_blank(lx->p, lx->end), *end = lx->end, *q = NULL;
 	struct token *t = &lx->tok;
 
 	t->p = p;

@@ -396,7 +396,7 @@ sqlite3 *sandbox_db(struct sandbox *sb)
 /* ---- preparing ------------------------------------------------------------ */
 
 /* Past whitespace and comments; an unterminated block comment runs to the end. */
-static const char *skip_blank(const char *p, const char *end)
+const char *sandbox_skip_blank(const char *p, const char *end)
 {
 	while (p < end) {
 		if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == '\f' || *p == '\v') {
@@ -425,7 +425,7 @@ static void first_word(const char *p, const char *end, char *word, size_t wordle
 {
 	size_t n = 0;
 
-	p = skip_blank(p, end);
+	p = sandbox_skip_blank(p, end);
 	while (p + n < end && n + 1 < wordlen &&
 	       ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z') || p[n] == '_'))
 		n++;
@@ -480,7 +480,7 @@ static enum qerr prepare_error(struct sandbox *sb, int rc, char *err, size_t err
 static enum qerr check_statement(sqlite3_stmt *stmt, const char *word, const char *tail,
 				 const char *end, char *err, size_t errlen)
 {
-	if (skip_blank(tail, end) != end) {
+	if (sandbox_skip_blank(tail, end) != end) {
 		set_err(err, errlen, "only one statement per request: remove what follows the first ';'");
 		return QERR_DENIED;
 	}
@@ -534,7 +534,7 @@ enum qerr sandbox_prepare(struct sandbox *sb, const char *sql, size_t len, int64
 	if (rc != SQLITE_OK)
 		return prepare_error(sb, rc, err, errlen);
 	if (!stmt) {
-		set_err(err, errlen, skip_blank(tail, end) == end ? "empty query: no SQL statement"
+		set_err(err, errlen, sandbox_skip_blank(tail, end) == end ? "empty query: no SQL statement"
 			: "empty statement (a stray ';') before the query");
 		return QERR_SQL;
 	}

@@ -96,4 +96,10 @@ enum qerr sandbox_step_error(struct sandbox *sb, int rc, char *err, size_t errle
  * the next sandbox_prepare. */
 void sandbox_cancel(struct sandbox *sb);
 
+/* The first byte at or after p that is not white space or inside an SQL
+ * comment (a line comment or a block comment; an unterminated block comment
+ * runs to the end); end if none. Shared by the sandbox's checks and
+ * count_fast.c's lexer. */
+const char *sandbox_skip_blank(const char *p, const char *end);
+
 #endif /* FLOWSTORE_SANDBOX_H */
