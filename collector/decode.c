@@ -354,24 +354,53 @@ bool decode_is_sock_owner(const void *data, size_t size)
 	return hdr.type == FS_EVENT_SOCK_OWNER;
 }
 
+/* The record sizes of the row types; 0 for any other type. */
+static size_t row_size(unsigned type)
+{
+	switch (type) {
+	case FS_EVENT_FLOW: return sizeof(struct fs_flow_event);
+	case FS_EVENT_TCP_STATE: return sizeof(struct fs_tcp_state_event);
+	case FS_EVENT_TCP_CONN: return sizeof(struct fs_tcp_conn_event);
+	default: return 0;
+	}
+}
+
+static size_t owner_size(unsigned type)
+{
+	return type == FS_EVENT_SOCK_OWNER ? sizeof(struct fs_sock_owner_event) : 0;
+}
+
+/* The header of one whole record of a type size_of knows (its size; 0 for
+ * the others): 0, or -1 with *reason set. */
+static int check_header(const void *data, size_t size, size_t (*size_of)(unsigned),
+			struct fs_event_hdr *hdr, enum malformed_reason *reason)
+{
+	size_t want;
+
+	if (size < sizeof(*hdr)) {
+		*reason = MALFORMED_SHORT;
+		return -1;
+	}
+	memcpy(hdr, data, sizeof(*hdr)); /* ring buffer records are 8-aligned; recordings may not be */
+	want = size_of(hdr->type);
+	if (!want) {
+		*reason = MALFORMED_TYPE;
+		return -1;
+	}
+	if (hdr->size != size || size != want) {
+		*reason = MALFORMED_SIZE;
+		return -1;
+	}
+	return 0;
+}
+
 int decode_sock_owner(const void *data, size_t size, struct decode_owner *out,
 		      enum malformed_reason *reason)
 {
 	struct fs_sock_owner_event e;
 
-	if (size < sizeof(e.hdr)) {
-		*reason = MALFORMED_SHORT;
+	if (check_header(data, size, owner_size, &e.hdr, reason))
 		return -1;
-	}
-	memcpy(&e.hdr, data, sizeof(e.hdr));
-	if (e.hdr.type != FS_EVENT_SOCK_OWNER) {
-		*reason = MALFORMED_TYPE;
-		return -1;
-	}
-	if (e.hdr.size != size || size != sizeof(e)) {
-		*reason = MALFORMED_SIZE;
-		return -1;
-	}
 	memcpy(&e, data, sizeof(e));
 	if (!e.sock_cookie || !e.pid || e.sock_cookie > INT64_MAX) {
 		*reason = MALFORMED_VALUE;
@@ -383,38 +412,15 @@ int decode_sock_owner(const void *data, size_t size, struct decode_owner *out,
 	return 0;
 }
 
-static size_t expected_size(unsigned type)
-{
-	switch (type) {
-	case FS_EVENT_FLOW: return sizeof(struct fs_flow_event);
-	case FS_EVENT_TCP_STATE: return sizeof(struct fs_tcp_state_event);
-	case FS_EVENT_TCP_CONN: return sizeof(struct fs_tcp_conn_event);
-	default: return 0;
-	}
-}
-
 int decode_event(const void *data, size_t size, int64_t utc_offset_ns,
 		 decode_ifname_fn ifname, struct schema_row *row,
 		 enum malformed_reason *reason)
 {
 	struct fs_event_hdr hdr;
-	size_t want;
 	int err;
 
-	if (size < sizeof(hdr)) {
-		*reason = MALFORMED_SHORT;
+	if (check_header(data, size, row_size, &hdr, reason))
 		return -1;
-	}
-	memcpy(&hdr, data, sizeof(hdr)); /* ring buffer records are 8-aligned; recordings may not be */
-	want = expected_size(hdr.type);
-	if (!want) {
-		*reason = MALFORMED_TYPE;
-		return -1;
-	}
-	if (hdr.size != size || size != want) {
-		*reason = MALFORMED_SIZE;
-		return -1;
-	}
 	union {
 		struct fs_flow_event flow;
 		struct fs_tcp_state_event state;

@@ -435,8 +435,8 @@ static void sweep_adapt(struct bpf_source *s)
 	    "flow map %llu%% full (%llu of %u)%s, %llu new flows/s: exporting flows idle for "
 	    "%.1f s (--idle-timeout %.1f s)",
 	    (unsigned long long)(live * 100 / s->flow_map_size), (unsigned long long)live,
-	    s->flow_map_size, was_full ? ", flows found it full" : "", (unsigned long long)rate, (double)s->idle_eff_ns / 1e9,
-	    (double)s->idle_ns / 1e9);
+	    s->flow_map_size, was_full ? ", flows found it full" : "", (unsigned long long)rate,
+	    (double)s->idle_eff_ns / 1e9, (double)s->idle_ns / 1e9);
 }
 
 static void on_sweep_timer(uv_timer_t *t)
@@ -767,7 +767,6 @@ static int check_opts(struct bpf_source_opts *o)
 	return 0;
 }
 
-/* Open the skeletons and configure them: map sizes, rodata. */
 /* The programs that find sockets' owners: the socket I/O tracepoints
  * (Linux 6.3+; loaded by default: an accepted TCP socket's first send or
  * receive, a datagram socket's first send), or for accepted sockets the
@@ -798,6 +797,7 @@ static int choose_owner_programs(struct bpf_source *s, const struct bpf_source_o
 	return err;
 }
 
+/* Open the skeletons and configure them: map sizes, rodata, programs. */
 static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 {
 	int err;
@@ -929,7 +929,8 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 		      "and flows on %zu interfaces "
 		      "(%s; flow map %u entries, idle timeout %llu ms, active timeout %llu ms; "
 		      "ring buffer %u KiB per program, wakeup at %u bytes waiting, drained every %u ms)",
-	    s->accept_owner == BPF_ACCEPT_OWNER_IO ? "their first I/O" : "accept()", s->nifaces, o.interfaces ? o.interfaces : "every one up but lo",
+	    s->accept_owner == BPF_ACCEPT_OWNER_IO ? "their first I/O" : "accept()", s->nifaces,
+	    o.interfaces ? o.interfaces : "every one up but lo",
 	    (unsigned)o.flow_map_size, (unsigned long long)(o.idle_timeout_ns / NS_PER_MS),
 	    (unsigned long long)(o.active_timeout_ns / NS_PER_MS),
 	    (unsigned)(o.ring_bytes >> 10), (unsigned)o.wakeup_bytes, (unsigned)o.drain_ms);

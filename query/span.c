@@ -2196,12 +2196,8 @@ static int ahead_open(void *ctx, struct ahead *a, size_t *tag, sqlite3_stmt **st
 	struct span_cursor *cur = ctx;
 	struct span_conn *c = cur->vt->conn;
 
-	for (;;) {
-		size_t i = atomic_fetch_add(&cur->ahead_next, 1);
-		const struct cand *cd = &cur->cands[i < cur->ncands ? i : 0];
-
-		if (i >= cur->ncands)
-			break;
+	for (size_t i; (i = atomic_fetch_add(&cur->ahead_next, 1)) < cur->ncands;) {
+		const struct cand *cd = &cur->cands[i];
 		struct stream *s = &cur->streams[i];
 		int rc;
 
