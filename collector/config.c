@@ -24,8 +24,16 @@ enum {
 	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE, OPT_FLOW_MAP_SIZE,
 	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT, OPT_SOCKET_GROUP, OPT_QUERY_TIMEOUT,
 	OPT_QUERY_WORKERS, OPT_QUERY_MAX_ROWS, OPT_QUERY_QUEUE_WAIT, OPT_NO_QUERY,
-	OPT_TCP_STATES, OPT_TC_ATTACH, OPT_ACCEPT_OWNER,
+	OPT_TCP_STATES, OPT_TC_ATTACH, OPT_ACCEPT_OWNER, OPT_RETAIN_RAW, OPT_RETAIN_1M,
+	OPT_RETAIN_1H, OPT_MAX_DISK, OPT_MIN_FREE, OPT_RETENTION_INTERVAL, OPT_DRY_RUN,
 };
+
+#define RETENTION_OPTIONS                                                      \
+	{ "retain-raw", required_argument, 0, OPT_RETAIN_RAW },                \
+	{ "retain-1m", required_argument, 0, OPT_RETAIN_1M },                  \
+	{ "retain-1h", required_argument, 0, OPT_RETAIN_1H },                  \
+	{ "max-disk", required_argument, 0, OPT_MAX_DISK },                    \
+	{ "min-free", required_argument, 0, OPT_MIN_FREE }
 
 static const struct option long_options[] = {
 	{ "data", required_argument, 0, OPT_DATA },
@@ -54,10 +62,33 @@ static const struct option long_options[] = {
 	{ "tcp-states", required_argument, 0, OPT_TCP_STATES },
 	{ "tc-attach", required_argument, 0, OPT_TC_ATTACH },
 	{ "accept-owner", required_argument, 0, OPT_ACCEPT_OWNER },
+	RETENTION_OPTIONS,
+	{ "retention-interval", required_argument, 0, OPT_RETENTION_INTERVAL },
 	{ "help", no_argument, 0, 'h' },
 	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
 };
+
+static const struct option retention_options[] = {
+	{ "data", required_argument, 0, OPT_DATA },
+	RETENTION_OPTIONS,
+	{ "dry-run", no_argument, 0, OPT_DRY_RUN },
+	{ "log-level", required_argument, 0, OPT_LOG_LEVEL },
+	{ "help", no_argument, 0, 'h' },
+	{ 0, 0, 0, 0 },
+};
+
+#define RETENTION_USAGE                                                                   \
+	"  --retain-raw DURATION   keep raw rows this long (default 7d; 0 = forever)\n"   \
+	"  --retain-1m DURATION    keep per-minute rollups (flows_1m) this long\n"        \
+	"                          (default 90d; 0 = forever)\n"                          \
+	"  --retain-1h DURATION    keep per-hour rollups (flows_1h) this long\n"          \
+	"                          (default 400d; 0 = forever)\n"                         \
+	"  --max-disk SIZE         most the data dir's files may take (e.g. 200M, 50G;\n" \
+	"                          K/M/G = 1024); oldest raw partitions go first, down\n"  \
+	"                          to 90%; default no limit\n"                            \
+	"  --min-free SIZE         free space to leave on the data dir's file system;\n"  \
+	"                          default none\n"
 
 void config_usage(FILE *f)
 {
@@ -110,8 +141,30 @@ void config_usage(FILE *f)
 	      "                          task to send, receive or close on it (io, default),\n"
 	      "                          or the task whose accept() returned it (syscall: a\n"
 	      "                          hook on every system call's exit of the host)\n"
+	      RETENTION_USAGE
+	      "  --retention-interval DURATION apply the retention policies this often\n"
+	      "                          (default 1m; also at start, after each seal and\n"
+	      "                          when a write finds the disk full)\n"
 	      "  -h, --help              this text\n"
-	      "  -V, --version           the version\n",
+	      "  -V, --version           the version\n"
+	      "\n"
+	      "       flowstored retention --data DIR [--dry-run] [RETENTION OPTION]...\n"
+	      "Apply the retention policies once (see flowstored retention --help).\n",
+	      f);
+}
+
+void config_usage_retention(FILE *f)
+{
+	fputs("usage: flowstored retention --data DIR [--dry-run] [OPTION]...\n"
+	      "Roll up sealed partitions not rolled up yet, then remove what the policies\n"
+	      "say must go (whole files, oldest first); safe while the daemon runs. Give\n"
+	      "the same policy flags as the daemon's.\n"
+	      "\n"
+	      "  --data DIR              the data dir (default /var/lib/flowstore)\n"
+	      "  --dry-run               print what would go and why; change nothing\n"
+	      RETENTION_USAGE
+	      "  --log-level LEVEL       error, warn, info (default) or debug\n"
+	      "  -h, --help              this text\n",
 	      f);
 }
 
@@ -319,6 +372,52 @@ static int parse_bounded(const char *name, const char *arg, uint64_t min, uint64
 	return 0;
 }
 
+/* An age limit: "0" (forever) or a duration from 1 minute to 100 years. */
+static int parse_retain(const char *name, const char *arg, int64_t *ns, char *err, size_t len)
+{
+	if (strcmp(arg, "0") == 0) {
+		*ns = 0;
+		return 0;
+	}
+	if (config_parse_duration(arg, ns) || *ns < 60 * NS_PER_S || *ns > 36500LL * 86400 * NS_PER_S)
+		return fail(err, len, "%s: '%s' is not 0 (forever) or a duration from 1m to 36500d "
+			    "(e.g. 7d, 90d)", name, arg);
+	return 0;
+}
+
+static int parse_disk_size(const char *name, const char *arg, uint64_t *v, char *err, size_t len)
+{
+	if (strcmp(arg, "0") == 0) {
+		*v = 0;
+		return 0;
+	}
+	if (config_parse_size(arg, v) || *v < (1u << 20))
+		return fail(err, len, "%s: '%s' is not 0 (no limit) or a size of 1M or more "
+			    "(e.g. 200M, 50G)", name, arg);
+	return 0;
+}
+
+/* The retention flags (the daemon's and `flowstored retention`'s). */
+static int parse_retention_option(int opt, const char *arg, struct config *cfg, char *err,
+				  size_t len)
+{
+	switch (opt) {
+	case OPT_RETAIN_RAW: return parse_retain("--retain-raw", arg, &cfg->retain_ns[0], err, len);
+	case OPT_RETAIN_1M: return parse_retain("--retain-1m", arg, &cfg->retain_ns[1], err, len);
+	case OPT_RETAIN_1H: return parse_retain("--retain-1h", arg, &cfg->retain_ns[2], err, len);
+	case OPT_MAX_DISK: return parse_disk_size("--max-disk", arg, &cfg->max_disk, err, len);
+	case OPT_MIN_FREE: return parse_disk_size("--min-free", arg, &cfg->min_free, err, len);
+	case OPT_RETENTION_INTERVAL:
+		if (config_parse_duration(arg, &cfg->retention_interval_ns) ||
+		    cfg->retention_interval_ns < NS_PER_S || cfg->retention_interval_ns > 86400 * NS_PER_S)
+			return fail(err, len, "--retention-interval: '%s' is not a duration from 1s "
+				    "to 1d (e.g. 30s, 5m)", arg);
+		return 0;
+	case OPT_DRY_RUN: cfg->dry_run = true; return 0;
+	}
+	return 0;
+}
+
 /* The query server's flags. */
 static int parse_query_option(int opt, const char *arg, struct config *cfg, char *err, size_t len)
 {
@@ -419,6 +518,14 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 		cfg->bpf_flags = true;
 		return parse_choice("--accept-owner", arg, accept_owner_names, &cfg->accept_owner,
 				    err, len);
+	case OPT_RETAIN_RAW:
+	case OPT_RETAIN_1M:
+	case OPT_RETAIN_1H:
+	case OPT_MAX_DISK:
+	case OPT_MIN_FREE:
+	case OPT_RETENTION_INTERVAL:
+	case OPT_DRY_RUN:
+		return parse_retention_option(opt, arg, cfg, err, len);
 	case 'h': cfg->help = true; break;
 	case 'V': cfg->version = true; break;
 	}
@@ -469,16 +576,21 @@ static void set_defaults(struct config *cfg)
 	cfg->query_workers = 4;
 	cfg->query_max_rows = 100000;
 	cfg->query_queue_wait_ns = 2 * NS_PER_S;
+	cfg->retain_ns[0] = 7 * 86400 * NS_PER_S;
+	cfg->retain_ns[1] = 90 * 86400 * NS_PER_S;
+	cfg->retain_ns[2] = 400 * 86400 * NS_PER_S;
+	cfg->retention_interval_ns = 60 * NS_PER_S;
 }
 
-int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)
+static int parse_args(int argc, char **argv, const char *shorts, const struct option *options,
+		      struct config *cfg, char *err, size_t errlen)
 {
 	int opt;
 
 	set_defaults(cfg);
 	optind = 0; /* reset: tests parse several argv in one process */
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, ":hV", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, shorts, options, NULL)) != -1) {
 		if (opt == '?')
 			return fail(err, errlen, "unknown option '%s'", argv[optind - 1]);
 		if (opt == ':')
@@ -488,5 +600,21 @@ int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t er
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen)
+{
+	if (parse_args(argc, argv, ":hV", long_options, cfg, err, errlen))
+		return -EINVAL;
 	return validate(cfg, err, errlen);
+}
+
+int config_parse_retention(int argc, char **argv, struct config *cfg, char *err, size_t errlen)
+{
+	if (parse_args(argc, argv, ":h", retention_options, cfg, err, errlen))
+		return -EINVAL;
+	if (!*cfg->data_dir)
+		return fail(err, errlen, "--data: the directory name is empty");
+	return 0;
 }

@@ -55,6 +55,12 @@ struct config {
 	int tc_attach;             /* bpf: enum config_tc_attach */
 	int accept_owner;          /* bpf: enum config_accept_owner */
 	bool bpf_flags;            /* a bpf-only flag was given */
+	/* retention (retention.h); by kind: raw, 1m, 1h */
+	int64_t retain_ns[3];      /* age limits; 0 = keep forever */
+	uint64_t max_disk;         /* bytes of our files in the data dir; 0 = no limit */
+	uint64_t min_free;         /* bytes to leave free on its file system; 0 = none */
+	int64_t retention_interval_ns; /* how often the policies are applied */
+	bool dry_run;              /* `flowstored retention --dry-run` */
 	bool help, version;
 };
 
@@ -62,6 +68,11 @@ struct config {
 int config_parse(int argc, char **argv, struct config *cfg, char *err, size_t errlen);
 
 void config_usage(FILE *f);
+
+/* `flowstored retention [OPTION]...`: argv[0] is "retention". Takes --data,
+ * the retention flags, --dry-run, --log-level, -h. */
+int config_parse_retention(int argc, char **argv, struct config *cfg, char *err, size_t errlen);
+void config_usage_retention(FILE *f);
 
 /* "500ms", "90s", "15m", "1h", "7d" (a bare number is seconds) → ns. */
 int config_parse_duration(const char *s, int64_t *ns);

@@ -12,8 +12,12 @@
  * counters, exit 0. Nothing is sealed early: the open partition stays open
  * for the next start to seal.
  *
+ * The sealer thread also applies the retention policies (sealer.h);
+ * `flowstored retention` applies them once from the command line
+ * (retention_cmd.h).
+ *
  * --source none: no source, pipeline or sealer; the data dir is served as
- * it is (it must exist; nothing in it is written or sealed).
+ * it is (it must exist; nothing in it is written, sealed or removed).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +39,7 @@
 #include "pipeline.h"
 #include "privileges.h"
 #include "recording.h"
+#include "retention_cmd.h"
 #include "schema.h"
 #include "sealer.h"
 #include "server.h"
@@ -159,7 +164,7 @@ static int scan_data_dir(struct daemon *d)
 			LOG(LOG_WARN, "%s/%s is not a readable partition (%s); left alone",
 			    d->cfg.data_dir, e->name, e->error);
 			stats_add(&d->stats.partitions_broken, 1);
-		} else if (e->needs_seal && d->sealer) {
+		} else if (e->kind == SCHEMA_KIND_RAW && e->needs_seal && d->sealer) {
 			snprintf(path, sizeof(path), "%s/%s", d->cfg.data_dir, e->name);
 			sealer_submit(d->sealer, path);
 			queued++;
@@ -472,6 +477,13 @@ static int daemon_setup(struct daemon *d)
 	if (make_source(d) || start_query_server(d))
 		return -1;
 	err = sealer_start(&clock_system, &d->stats, &d->sealer);
+	if (!err) {
+		struct retention_policy policy;
+
+		retention_policy_from_config(&d->cfg, &policy);
+		err = sealer_enable_retention(d->sealer, d->cfg.data_dir, &policy,
+					      d->cfg.retention_interval_ns);
+	}
 	if (err) {
 		fprintf(stderr, "flowstored: cannot start the sealer: %s\n", strerror(-err));
 		return -1;
@@ -504,6 +516,8 @@ int main(int argc, char **argv)
 	static struct daemon d = { .dir_fd = -1 };
 
 	signal(SIGPIPE, SIG_IGN);
+	if (argc > 1 && strcmp(argv[1], "retention") == 0)
+		return retention_command(argc - 1, argv + 1);
 	raise_nofile();
 	if (parse_flags(&d, argc, argv))
 		return 1;

@@ -11,10 +11,17 @@
  * stops (every step of a seal is idempotent); a query holds a partition
  * for at most its time budget, so the wait is bounded in practice. A
  * warning says so once a partition has waited SEAL_BUSY_WARN_MS.
+ *
+ * Retention (when enabled) runs between seals: first thing, whenever a
+ * seal completed (the new partition is rolled up, sizes are checked), when
+ * its interval has passed, and when kicked. A run that fails is logged and
+ * counted; the next one starts from what is on disk. A queued partition
+ * that retention removed is skipped when its turn comes.
  */
 #include "sealer.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -24,6 +31,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "retention.h"
 #include "schema.h"
 
 #define SEALER_NICE 10
@@ -45,24 +53,61 @@ struct sealer {
 	atomic_int cancel;
 	const struct fs_clock *clock;
 	struct stats *stats;
+	/* retention; dir == NULL: off */
+	char *dir;
+	struct retention_policy policy;
+	int64_t interval_ns;
+	int64_t next_run_ns; /* CLOCK_MONOTONIC; 0 = now */
+	bool retention_due;  /* kicked, or a seal completed */
 };
 
-static struct seal_job *next_job(struct sealer *s)
+static struct timespec mono_deadline(int64_t ns)
 {
-	struct seal_job *job;
+	struct timespec t = { (time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL) };
 
+	return t;
+}
+
+/* With s->mu held: a run is wanted now. */
+static bool retention_wanted(struct sealer *s)
+{
+	return s->dir && (s->retention_due || clock_monotonic(&clock_system) >= s->next_run_ns);
+}
+
+/*
+ * Wait for work: a partition to seal (*job), or a retention run (*run).
+ * false: stopping.
+ */
+static bool next_work(struct sealer *s, struct seal_job **job, bool *run)
+{
 	pthread_mutex_lock(&s->mu);
-	while (!s->head && !s->stopping)
-		pthread_cond_wait(&s->cv, &s->mu);
-	job = s->stopping ? NULL : s->head;
-	if (job) {
-		s->head = job->next;
-		if (!s->head)
-			s->tail = NULL;
+	while (!s->stopping && !retention_wanted(s) && !s->head) {
+		if (s->dir) {
+			struct timespec until = mono_deadline(s->next_run_ns);
+
+			pthread_cond_timedwait(&s->cv, &s->mu, &until);
+		} else {
+			pthread_cond_wait(&s->cv, &s->mu);
+		}
+	}
+	bool going = !s->stopping;
+
+	*job = NULL;
+	*run = false;
+	if (going) {
+		if (retention_wanted(s)) {
+			*run = true;
+			s->retention_due = false;
+		} else {
+			*job = s->head;
+			s->head = (*job)->next;
+			if (!s->head)
+				s->tail = NULL;
+		}
 		s->busy = true;
 	}
 	pthread_mutex_unlock(&s->mu);
-	return job;
+	return going;
 }
 
 /* Sleeps ms, or less if the sealer is stopping. false: stopping. */
@@ -115,6 +160,10 @@ static void seal_one(struct sealer *s, const char *path)
 	int64_t t0 = clock_monotonic(&clock_system);
 	int err;
 
+	if (access(path, F_OK) && errno == ENOENT) {
+		LOG(LOG_DEBUG, "%s was removed by retention before its seal", path);
+		return;
+	}
 	err = seal_retrying(s, path);
 	if (err == -ECANCELED) {
 		LOG(LOG_INFO, "sealing %s interrupted; the next start seals it", path);
@@ -135,20 +184,143 @@ static void seal_one(struct sealer *s, const char *path)
 		stats_add(&s->stats->seal_rows_total, rows);
 		LOG(LOG_INFO, "sealed %s (%llu rows)", path, (unsigned long long)rows);
 	}
+	if (s->dir) {
+		pthread_mutex_lock(&s->mu);
+		s->retention_due = true; /* roll it up, check the sizes */
+		pthread_mutex_unlock(&s->mu);
+	}
+}
+
+/* ---- retention ----------------------------------------------------------------- */
+
+static int64_t env_now(void *ctx)
+{
+	struct sealer *s = ctx;
+
+	return clock_realtime(s->clock);
+}
+
+/* A closed partition still waiting for its seal may go under size
+ * pressure: it is in the queue (the writer's open one never is), and
+ * nothing seals it while retention runs on this same thread. */
+static int env_may_remove_open(const char *name, void *ctx)
+{
+	struct sealer *s = ctx;
+	size_t len = strlen(name);
+	int found = 0;
+
+	pthread_mutex_lock(&s->mu);
+	for (struct seal_job *j = s->head; j && !found; j = j->next) {
+		size_t plen = strlen(j->path);
+
+		found = plen > len && j->path[plen - len - 1] == '/' &&
+			strcmp(j->path + plen - len, name) == 0;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return found;
+}
+
+static void retention_account(struct sealer *s, const struct retention_report *r)
+{
+	struct stats *st = s->stats;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < r->n; i++) {
+		const struct retention_action *a = &r->actions[i];
+
+		stats_add(&st->files_removed[a->kind], 1);
+		stats_add(&st->files_removed_why[a->why - 1], 1);
+		bytes += a->bytes;
+		LOG(LOG_INFO, "retention: removed %s (%.1f MiB): %s", a->name,
+		    (double)a->bytes / (1 << 20), retention_why_name(a->why));
+	}
+	stats_add(&st->bytes_removed, bytes);
+	stats_add(&st->rollup_partitions, r->rolled_up);
+	stats_add(&st->rollup_rows, r->rollup_rows);
+	stats_add(&st->temps_removed, r->temps_removed);
+	atomic_store(&st->store_bytes, r->bytes_after);
+	atomic_store(&st->fs_free_bytes, r->free_after);
+	if (r->rolled_up)
+		LOG(LOG_DEBUG, "retention: rolled up %zu partitions (%llu rollup rows)", r->rolled_up,
+		    (unsigned long long)r->rollup_rows);
+	if (r->kept_unsealed && (s->policy.max_disk || s->policy.min_free))
+		LOG(LOG_DEBUG, "retention: %zu unsealed partitions were out of reach",
+		    r->kept_unsealed);
+}
+
+static void retention_once(struct sealer *s)
+{
+	struct retention_env env = {
+		.now_ns = env_now,
+		.may_remove_open = env_may_remove_open,
+		.ctx = s,
+		.cancel = &s->cancel,
+	};
+	struct retention_report r;
+	int64_t t0 = clock_monotonic(&clock_system);
+	int err;
+
+	memset(&r, 0, sizeof(r));
+	err = retention_run(s->dir, &s->policy, &env, 0, &r);
+	retention_account(s, &r);
+	stats_add(&s->stats->retention_runs, 1);
+	stats_add(&s->stats->retention_ns_total, (uint64_t)(clock_monotonic(&clock_system) - t0));
+	if (err && err != -ECANCELED) {
+		stats_add(&s->stats->retention_errors, 1);
+		LOG(LOG_ERROR, "retention in %s: %s (%s)", s->dir, strerror(-err), schema_last_error());
+	}
+	retention_report_free(&r);
+	pthread_mutex_lock(&s->mu);
+	s->next_run_ns = clock_monotonic(&clock_system) + s->interval_ns;
+	pthread_mutex_unlock(&s->mu);
+}
+
+int sealer_enable_retention(struct sealer *s, const char *dir,
+			    const struct retention_policy *policy, int64_t interval_ns)
+{
+	char *copy = strdup(dir);
+
+	if (!copy)
+		return -ENOMEM;
+	pthread_mutex_lock(&s->mu);
+	free(s->dir);
+	s->dir = copy;
+	s->policy = *policy;
+	s->interval_ns = interval_ns > 0 ? interval_ns : INT64_MAX / 2;
+	s->next_run_ns = 0; /* at start */
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return 0;
+}
+
+void sealer_kick(struct sealer *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	if (s->dir && !s->retention_due) {
+		s->retention_due = true;
+		pthread_cond_broadcast(&s->cv);
+	}
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void *sealer_main(void *arg)
 {
 	struct sealer *s = arg;
 	struct seal_job *job;
+	bool run;
 
 	/* Writing comes first: sealing takes the CPU the writer and the loop
 	 * leave (nice 10 on this thread only; failure is harmless). */
 	if (setpriority(PRIO_PROCESS, (id_t)gettid(), SEALER_NICE))
 		LOG(LOG_DEBUG, "sealer: setpriority: %s", strerror(errno));
 
-	while ((job = next_job(s))) {
-		seal_one(s, job->path);
+	while (next_work(s, &job, &run)) {
+		if (run)
+			retention_once(s);
+		if (job)
+			seal_one(s, job->path);
 		free(job);
 		pthread_mutex_lock(&s->mu);
 		s->busy = false;
@@ -208,7 +380,7 @@ void sealer_submit(struct sealer *s, const char *path)
 void sealer_wait_idle(struct sealer *s)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->head || s->busy)
+	while (s->head || s->busy || (s->dir && s->retention_due))
 		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 }
@@ -231,5 +403,6 @@ void sealer_stop(struct sealer *s)
 	}
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
+	free(s->dir);
 	free(s);
 }

@@ -1,6 +1,13 @@
 /*
  * The sealer thread: seals partitions the writer has closed (and those an
- * earlier run left open), one at a time, off the write path.
+ * earlier run left open), one at a time, off the write path; with
+ * retention enabled, it also applies the retention policies (retention.h:
+ * rollups of sealed partitions, removal of whole files) at start, after
+ * each seal, every interval, and at once after sealer_kick() (a write found
+ * the disk full). Both jobs run on this one thread, so a partition is never
+ * sealed and removed at the same time; under size pressure, retention may
+ * remove a closed partition still queued for sealing (its seal is then
+ * skipped), never the one the writer has open (not queued yet).
  *
  * Paths are queued by sealer_submit() (copied; the caller keeps its string).
  * sealer_stop() cancels the seal in progress (the file stays a valid open
@@ -12,14 +19,23 @@
 #define FLOWSTORE_SEALER_H
 
 #include "clock.h"
+#include "retention.h"
 #include "stats.h"
 
 struct sealer;
 
 int sealer_start(const struct fs_clock *clock, struct stats *stats, struct sealer **out);
 void sealer_submit(struct sealer *s, const char *path);
-/* Block until the queue is empty and no seal is running (tests, shutdown
- * of short runs such as --count). */
+
+/* Apply policy to dir on this thread from now on (call once, before
+ * sealer_submit); interval_ns between timed runs. 0 or -ENOMEM. */
+int sealer_enable_retention(struct sealer *s, const char *dir,
+			    const struct retention_policy *policy, int64_t interval_ns);
+
+/* Run retention as soon as the current seal is done (no-op without it). */
+void sealer_kick(struct sealer *s);
+/* Block until the queue is empty, no seal is running and no retention run
+ * is due (tests, shutdown of short runs such as --count). */
 void sealer_wait_idle(struct sealer *s);
 void sealer_stop(struct sealer *s);
 

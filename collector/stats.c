@@ -43,6 +43,8 @@ struct metric {
 };
 
 static const char *const table_labels[SCHEMA_NTABLES] = { "flows", "connections", "tcp_states" };
+static const char *const kind_labels[SCHEMA_NKINDS] = { "raw", "1m", "1h" };
+static const char *const why_labels[3] = { "age", "max_disk", "min_free" };
 
 #define M(name, help, kind, field, n, label, values)                          \
 	{ name, help, kind, offsetof(struct stats, field), n, label, values }
@@ -71,6 +73,17 @@ static const struct metric metrics[] = {
 	M("seal_busy_retries", "Seals put off because a query was reading the partition (retried).", COUNTER, seal_busy_retries, 1, 0, 0),
 	M("seal_ns_total", "Time spent sealing, ns.", COUNTER, seal_ns_total, 1, 0, 0),
 	M("seal_rows_total", "Rows in the partitions sealed.", COUNTER, seal_rows_total, 1, 0, 0),
+	M("retention_runs", "Retention runs (rollups, then policies).", COUNTER, retention_runs, 1, 0, 0),
+	M("retention_errors", "Retention runs that failed (retried at the next run).", COUNTER, retention_errors, 1, 0, 0),
+	M("retention_ns_total", "Time spent in retention runs, ns.", COUNTER, retention_ns_total, 1, 0, 0),
+	M("files_removed", "Files removed by retention, by kind.", COUNTER, files_removed, SCHEMA_NKINDS, "kind", kind_labels),
+	M("files_removed_why", "Files removed by retention, by policy.", COUNTER, files_removed_why, 3, "policy", why_labels),
+	M("bytes_removed", "Bytes of the files removed by retention.", COUNTER, bytes_removed, 1, 0, 0),
+	M("rollup_partitions", "Raw partitions rolled up into flows_1m and flows_1h.", COUNTER, rollup_partitions, 1, 0, 0),
+	M("rollup_rows", "Rows added to flows_1m and flows_1h.", COUNTER, rollup_rows, 1, 0, 0),
+	M("temps_removed", "Leftovers of interrupted retention steps removed.", COUNTER, temps_removed, 1, 0, 0),
+	M("store_bytes", "Bytes of flowstore's files in the data dir (at the last retention run).", GAUGE, store_bytes, 1, 0, 0),
+	M("fs_free_bytes", "Bytes free on the data dir's file system (at the last retention run).", GAUGE, fs_free_bytes, 1, 0, 0),
 	M("partitions_broken", "Files named like partitions that cannot be read (left alone).", GAUGE, partitions_broken, 1, 0, 0),
 	M("files_foreign", "Files in the data dir that are not flowstore's (left alone).", GAUGE, files_foreign, 1, 0, 0),
 };

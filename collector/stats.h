@@ -55,6 +55,18 @@ struct stats {
 	atomic_uint_fast64_t seal_busy_retries; /* seals put off: a reader had the file */
 	atomic_uint_fast64_t seal_ns_total;
 	atomic_uint_fast64_t seal_rows_total;
+	/* retention (on the sealer thread) */
+	atomic_uint_fast64_t retention_runs;
+	atomic_uint_fast64_t retention_errors;
+	atomic_uint_fast64_t retention_ns_total;
+	atomic_uint_fast64_t files_removed[SCHEMA_NKINDS]; /* by kind: raw, 1m, 1h */
+	atomic_uint_fast64_t files_removed_why[3];         /* age, max-disk, min-free */
+	atomic_uint_fast64_t bytes_removed;
+	atomic_uint_fast64_t rollup_partitions; /* raw partitions rolled up */
+	atomic_uint_fast64_t rollup_rows;       /* rollup rows they added */
+	atomic_uint_fast64_t temps_removed;     /* leftovers of interrupted steps */
+	atomic_uint_fast64_t store_bytes;       /* our files in the data dir, last run */
+	atomic_uint_fast64_t fs_free_bytes;     /* free on its file system, last run */
 	/* startup */
 	atomic_uint_fast64_t partitions_broken; /* ours by name, unreadable: left alone */
 	atomic_uint_fast64_t files_foreign;     /* not ours: left alone */

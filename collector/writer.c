@@ -142,6 +142,8 @@ static bool write_failed(struct writer *w, int err)
 	int64_t now = mono_now();
 
 	stats_add(&w->stats->write_errors, 1);
+	if (err == -ENOSPC)
+		sealer_kick(w->sealer); /* retention frees space now, not at its next turn */
 	if (!w->failing_since)
 		w->failing_since = now;
 	w->failures++;

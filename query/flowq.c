@@ -6,6 +6,9 @@
  *   flowq [...] < query.sql      SQL from stdin when it is not a terminal
  *   flowq [...]                  on a terminal: an interactive shell
  *   flowq [...] --tables         every table and column, with meanings
+ *   flowq report NAME [--since D] [--until D] [--format F]
+ *                                a report of query/reports/ (report.h),
+ *                                compiled in; flowq report --list
  *
  * The server formats; flowq asks for format=F and copies the body to
  * stdout as it arrives. The default format is `table` whatever stdout is,
@@ -30,11 +33,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <editline/readline.h>
 
 #include "client.h"
+#include "functions.h"
+#include "report.h"
 
 enum { EXIT_OK = 0, EXIT_QUERY = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
 
@@ -73,6 +79,10 @@ static void usage(FILE *f)
 	      "      --tables         list the tables and their columns\n"
 	      "  -h, --help           this text\n"
 	      "  -V, --version        the version\n"
+	      "\n"
+	      "       flowq report NAME [--since D] [--until D] [OPTION]...\n"
+	      "       flowq report --list\n"
+	      "Run a report (see flowq report --help).\n"
 	      "\n"
 	      "Exit: 0 ok, 1 the query failed, 2 usage, 3 flowstored not reachable or the\n"
 	      "result broke off.\n",
@@ -228,9 +238,9 @@ static int report_error(const struct client_response *r)
 	return EXIT_QUERY;
 }
 
-/* Send, print, and turn the outcome into an exit code. */
-static int exchange(const struct opts *o, const char *method, const char *target,
-		    const char *body, size_t len, bool shell)
+/* Send, hand the body to sink, and turn the outcome into an exit code. */
+static int exchange_to(const struct opts *o, const char *method, const char *target,
+		       const char *body, size_t len, bool shell, client_sink_fn sink, void *ctx)
 {
 	struct client_response r;
 	int fd = client_connect(o->socket), rc;
@@ -244,7 +254,7 @@ static int exchange(const struct opts *o, const char *method, const char *target
 		catch_sigint(true);
 	rc = client_request(fd, method, target, body, len);
 	if (!rc)
-		rc = client_read(fd, to_stdout, NULL, shell ? &interrupted : NULL, &r);
+		rc = client_read(fd, sink, ctx, shell ? &interrupted : NULL, &r);
 	else
 		memset(&r, 0, sizeof(r));
 	close(fd);
@@ -273,6 +283,13 @@ static int exchange(const struct opts *o, const char *method, const char *target
 	}
 	client_response_free(&r);
 	return rc;
+}
+
+/* Send, print, and turn the outcome into an exit code. */
+static int exchange(const struct opts *o, const char *method, const char *target,
+		    const char *body, size_t len, bool shell)
+{
+	return exchange_to(o, method, target, body, len, shell, to_stdout, NULL);
 }
 
 static int run_query(const struct opts *o, const char *sql, size_t len, bool shell)
@@ -495,10 +512,307 @@ static int shell(struct opts *o)
 	return EXIT_OK;
 }
 
+/* ---- flowq report -------------------------------------------------------------------- */
+
+struct report_opts {
+	struct opts q;          /* socket, format, timeout, max_rows as for a query */
+	const char *name;
+	const char *since, *until;
+	bool list, sql;
+};
+
+/* A report's usage error: one line (cron mails it whole). */
+__attribute__((format(printf, 1, 2))) static int report_usage_error(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("flowq: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+static void report_usage(FILE *f)
+{
+	fputs("usage: flowq report NAME [--since D] [--until D] [OPTION]...\n"
+	      "       flowq report --list\n"
+	      "Run one of the reports compiled into flowq over the window [since, until),\n"
+	      "reading the coarsest tables that hold it (docs/reports.md).\n"
+	      "\n"
+	      "  --list               the reports, one line each\n"
+	      "  --since D            start of the window (default 1d): a duration ago (1d,\n"
+	      "                       7d, 90m), an ISO time (2024-01-08T12:00:00Z), or ns\n"
+	      "                       since the epoch\n"
+	      "  --until D            end of the window, excluded (default now)\n"
+	      "  -F, --format F       table (default), csv, tsv, json or ndjson\n"
+	      "  -s, --socket PATH    the query socket (as for flowq queries)\n"
+	      "  -t, --timeout S      give up after S seconds\n"
+	      "  -n, --max-rows N     stop after N rows\n"
+	      "      --sql            print the SQL the report would run, and stop\n"
+	      "  -h, --help           this text\n"
+	      "\n"
+	      "Exit: 0 ok, 1 the report failed (or needs raw rows the store no longer\n"
+	      "keeps), 2 usage, 3 flowstored not reachable or the result broke off.\n",
+	      f);
+}
+
+/* Whether argv asks for `flowq report`: its first operand is "report".
+ * Options before it are skipped with their values. */
+static bool wants_report(int argc, char **argv)
+{
+	static const char *const with_value[] = { "-s", "--socket", "-F", "--format", "-t",
+						  "--timeout", "-n", "--max-rows", "-f", "--file",
+						  "--since", "--until" };
+
+	for (int i = 1; i < argc; i++) {
+		bool skip = false;
+
+		if (!strcmp(argv[i], "--"))
+			return i + 1 < argc && !strcmp(argv[i + 1], "report");
+		if (argv[i][0] != '-' || !argv[i][1])
+			return !strcmp(argv[i], "report");
+		for (size_t k = 0; k < sizeof(with_value) / sizeof(with_value[0]); k++)
+			skip |= !strcmp(argv[i], with_value[k]);
+		i += skip;
+	}
+	return false;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+/* D: ns since the epoch (digits only), a duration before now, or an ISO time. */
+static int parse_when(const char *flag, const char *text, int64_t now, int64_t *ns)
+{
+	int64_t d;
+
+	if (*text && strspn(text, "0123456789") == strlen(text) && strlen(text) <= 19) {
+		*ns = strtoll(text, NULL, 10);
+		return 0;
+	}
+	if (qfunc_parse_duration(text, &d) == 0 && d >= 0 && d <= now) {
+		*ns = now - d;
+		return 0;
+	}
+	if (qfunc_parse_time(text, ns) == 0)
+		return 0;
+	return report_usage_error("%s: '%s' is not a duration (1d, 90m), an ISO time "
+				  "(2024-01-08T12:00:00Z) or ns since the epoch", flag, text);
+}
+
+static int parse_report_args(int argc, char **argv, struct report_opts *o)
+{
+	enum { OPT_LIST = 1000, OPT_SINCE, OPT_UNTIL, OPT_SQL };
+	static const struct option longopts[] = {
+		{ "socket", required_argument, 0, 's' },
+		{ "format", required_argument, 0, 'F' },
+		{ "timeout", required_argument, 0, 't' },
+		{ "max-rows", required_argument, 0, 'n' },
+		{ "since", required_argument, 0, OPT_SINCE },
+		{ "until", required_argument, 0, OPT_UNTIL },
+		{ "list", no_argument, 0, OPT_LIST },
+		{ "sql", no_argument, 0, OPT_SQL },
+		{ "help", no_argument, 0, 'h' },
+		{ 0, 0, 0, 0 },
+	};
+	int c, operands = 0;
+
+	memset(o, 0, sizeof(*o));
+	snprintf(o->q.format, sizeof(o->q.format), "%s", DEFAULT_FORMAT);
+	o->since = "1d";
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, ":s:F:t:n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 's': o->q.socket = optarg; break;
+		case 'F':
+			if (!valid_format(optarg))
+				return report_usage_error("--format: '%s' is not table, csv, "
+							  "tsv, json or ndjson", optarg);
+			snprintf(o->q.format, sizeof(o->q.format), "%s", optarg);
+			break;
+		case 't':
+			if (!positive_number(optarg, false))
+				return report_usage_error("--timeout: '%s' is not a number of "
+							  "seconds greater than 0", optarg);
+			o->q.timeout = optarg;
+			break;
+		case 'n':
+			if (!positive_number(optarg, true))
+				return report_usage_error("--max-rows: '%s' is not a whole "
+							  "number greater than 0", optarg);
+			o->q.max_rows = optarg;
+			break;
+		case OPT_SINCE: o->since = optarg; break;
+		case OPT_UNTIL: o->until = optarg; break;
+		case OPT_LIST: o->list = true; break;
+		case OPT_SQL: o->sql = true; break;
+		case 'h': o->q.help = true; break;
+		case ':': return report_usage_error("option '%s' needs a value", argv[optind - 1]);
+		default: return report_usage_error("unknown option '%s'", argv[optind - 1]);
+		}
+	}
+	for (; optind < argc; optind++, operands++) {
+		if (operands == 0)
+			continue; /* "report" */
+		if (operands > 1)
+			return report_usage_error("report: one report name; unexpected '%s'",
+						  argv[optind]);
+		o->name = argv[optind];
+	}
+	if (!o->q.help && !o->list && !o->name)
+		return report_usage_error("report: which one? 'flowq report --list' lists them");
+	if (o->list && o->name)
+		return report_usage_error("report: --list takes no report name");
+	if (!o->q.socket)
+		o->q.socket = default_socket();
+	return 0;
+}
+
+static int list_reports(void)
+{
+	char err[256];
+
+	for (size_t i = 0; i < report_count(); i++) {
+		struct report r;
+
+		if (report_load(i, &r, err, sizeof(err))) {
+			fprintf(stderr, "flowq: %s\n", err);
+			return EXIT_QUERY;
+		}
+		printf("%-26s %s\n", r.name, r.summary);
+		report_free(&r);
+	}
+	return EXIT_OK;
+}
+
+struct membuf {
+	char *p;
+	size_t len, cap;
+};
+
+static int to_mem(void *ctx, const void *buf, size_t len)
+{
+	struct membuf *m = ctx;
+
+	if (m->len + len + 1 > m->cap) {
+		size_t cap = (m->len + len + 1) * 2;
+		char *p = realloc(m->p, cap);
+
+		if (!p)
+			return 1;
+		m->p = p;
+		m->cap = cap;
+	}
+	memcpy(m->p + m->len, buf, len);
+	m->len += len;
+	m->p[m->len] = 0;
+	return 0;
+}
+
+/* What the data dir holds (report_tiers), asked through the socket. */
+static int fetch_tiers(const struct opts *o, struct report_tiers *t)
+{
+	struct membuf m = { 0 };
+	int rc = exchange_to(o, "POST", "/query?format=csv", REPORT_TIERS_SQL,
+			     strlen(REPORT_TIERS_SQL), false, to_mem, &m);
+
+	if (rc == EXIT_OK && report_tiers_parse(m.p ? m.p : "", m.len, t)) {
+		fprintf(stderr, "flowq: flowstored's partitions table answered what flowq does "
+			"not understand: %.200s\n", m.p ? m.p : "");
+		rc = EXIT_QUERY;
+	}
+	free(m.p);
+	return rc;
+}
+
+/* "-- flows_1h for [a, b), raw rows for [b, c)": what --sql prints first. */
+static void print_plan(const struct report_plan *p)
+{
+	char a[QFUNC_TIME_MAX], b[QFUNC_TIME_MAX], c[QFUNC_TIME_MAX];
+	int64_t cut = p->rollup ? p->split : INT64_MIN;
+
+	qfunc_format_time(p->lo, 0, a, sizeof(a));
+	qfunc_format_time(p->hi, 0, c, sizeof(c));
+	if (!p->rollup || cut <= p->lo) {
+		printf("-- raw rows for [%s, %s)\n", a, c);
+	} else if (cut >= p->hi) {
+		printf("-- %s for [%s, %s)\n", p->rollup, a, c);
+	} else {
+		qfunc_format_time(cut, 0, b, sizeof(b));
+		printf("-- %s for [%s, %s), raw rows for [%s, %s)\n", p->rollup, a, b, b, c);
+	}
+}
+
+static int run_report(struct report_opts *o)
+{
+	struct report r;
+	struct report_tiers t;
+	struct report_plan plan;
+	int64_t now = now_ns(), since, until = now;
+	char err[512], *sql = NULL;
+	int rc;
+
+	if (parse_when("--since", o->since, now, &since) ||
+	    (o->until && parse_when("--until", o->until, now, &until)))
+		return EXIT_USAGE;
+	if (report_find(o->name, &r, err, sizeof(err)))
+		return report_usage_error("%s", err);
+	if (since >= until) {
+		report_free(&r);
+		return report_usage_error("the window is empty: --since must be before --until");
+	}
+	rc = fetch_tiers(&o->q, &t);
+	if (rc == EXIT_OK && report_plan(&r, since, until, &t, &plan, err, sizeof(err))) {
+		fprintf(stderr, "flowq: %s\n", err);
+		rc = EXIT_QUERY;
+	}
+	if (rc == EXIT_OK && report_sql(&r, &plan, &sql, err, sizeof(err))) {
+		fprintf(stderr, "flowq: %s\n", err);
+		rc = EXIT_QUERY;
+	}
+	if (rc == EXIT_OK && o->sql) {
+		print_plan(&plan);
+		printf("%s\n", sql);
+	} else if (rc == EXIT_OK) {
+		rc = run_query(&o->q, sql, strlen(sql), false);
+	}
+	free(sql);
+	report_free(&r);
+	return rc;
+}
+
+static int report_main(int argc, char **argv)
+{
+	struct report_opts o;
+	int rc = parse_report_args(argc, argv, &o);
+
+	if (rc)
+		return rc;
+	if (o.q.help) {
+		report_usage(stdout);
+		return EXIT_OK;
+	}
+	if (o.list)
+		return list_reports();
+	return run_report(&o);
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o;
-	int rc = parse_args(argc, argv, &o);
+	int rc;
+
+	if (wants_report(argc, argv))
+		return report_main(argc, argv);
+	rc = parse_args(argc, argv, &o);
 
 	if (rc)
 		return rc;

@@ -34,6 +34,9 @@ static const struct table_doc table_docs[] = {
 		   "times out or flowstored stops" },
 	{ "connections", "one row per TCP connection of a local socket, written when it closes" },
 	{ "tcp_states", "one row per TCP state transition of a local socket" },
+	{ "flows_1m", "per-minute rollups of flows and connections: one row per minute, key and "
+		      "raw partition rolled up (always sum())" },
+	{ "flows_1h", "per-hour rollups of flows and connections, as flows_1m per hour" },
 	{ "partitions", "the partition files of the data dir, one row each" },
 	{ "stats", "the daemon's counters, one row per series (as /metrics)" },
 };
@@ -94,10 +97,53 @@ static const struct column_doc column_docs[] = {
 	{ "tcp_states", "comm", "TEXT", "the owner's command name, else NULL" },
 	{ "tcp_states", "sock_cookie", "INTEGER", "socket cookie: all transitions of one "
 						  "socket share it" },
+	{ "flows_1m", "ts", "INTEGER", "start of the bucket (a whole minute or hour), ns since "
+	                               "the epoch" },
+	{ "flows_1m", "proto", "TEXT", "as in flows; 'tcp' for rows counted from connections" },
+	{ "flows_1m", "orig_addr", "TEXT", "originator address (flows), the side that connected "
+	                                   "(connections)" },
+	{ "flows_1m", "resp_addr", "TEXT", "responder address, the side that accepted" },
+	{ "flows_1m", "resp_port", "INTEGER", "responder port" },
+	{ "flows_1m", "direction", "TEXT", "NULL on rows counted from flows; 'out', 'in' or NULL "
+	                                   "on rows counted from connections" },
+	{ "flows_1m", "comm", "TEXT", "the local process's command name, NULL if unknown" },
+	{ "flows_1m", "flows", "INTEGER", "flow rows counted in this row (0 on rows counted from "
+	                                  "connections)" },
+	{ "flows_1m", "orig_pkts", "INTEGER", "sum of the flows' orig_pkts" },
+	{ "flows_1m", "orig_bytes", "INTEGER", "sum of the flows' orig_bytes" },
+	{ "flows_1m", "resp_pkts", "INTEGER", "sum of the flows' resp_pkts" },
+	{ "flows_1m", "resp_bytes", "INTEGER", "sum of the flows' resp_bytes" },
+	{ "flows_1m", "connections", "INTEGER", "TCP connections opened in the bucket (0 on rows "
+	                                        "counted from flows)" },
+	{ "flows_1m", "failed_connections", "INTEGER", "of those, the ones that never reached "
+	                                               "ESTABLISHED" },
+	{ "flows_1m", "retransmits", "INTEGER", "sum of those connections' retransmits" },
+	{ "flows_1h", "ts", "INTEGER", "start of the bucket (a whole minute or hour), ns since "
+	                               "the epoch" },
+	{ "flows_1h", "proto", "TEXT", "as in flows; 'tcp' for rows counted from connections" },
+	{ "flows_1h", "orig_addr", "TEXT", "originator address (flows), the side that connected "
+	                                   "(connections)" },
+	{ "flows_1h", "resp_addr", "TEXT", "responder address, the side that accepted" },
+	{ "flows_1h", "resp_port", "INTEGER", "responder port" },
+	{ "flows_1h", "direction", "TEXT", "NULL on rows counted from flows; 'out', 'in' or NULL "
+	                                   "on rows counted from connections" },
+	{ "flows_1h", "comm", "TEXT", "the local process's command name, NULL if unknown" },
+	{ "flows_1h", "flows", "INTEGER", "flow rows counted in this row (0 on rows counted from "
+	                                  "connections)" },
+	{ "flows_1h", "orig_pkts", "INTEGER", "sum of the flows' orig_pkts" },
+	{ "flows_1h", "orig_bytes", "INTEGER", "sum of the flows' orig_bytes" },
+	{ "flows_1h", "resp_pkts", "INTEGER", "sum of the flows' resp_pkts" },
+	{ "flows_1h", "resp_bytes", "INTEGER", "sum of the flows' resp_bytes" },
+	{ "flows_1h", "connections", "INTEGER", "TCP connections opened in the bucket (0 on rows "
+	                                        "counted from flows)" },
+	{ "flows_1h", "failed_connections", "INTEGER", "of those, the ones that never reached "
+	                                               "ESTABLISHED" },
+	{ "flows_1h", "retransmits", "INTEGER", "sum of those connections' retransmits" },
 	{ "partitions", "name", "TEXT", "file name: <kind>-<UTC period start>-<seq>.db" },
-	{ "partitions", "kind", "TEXT", "what the file holds: 'raw' rows (rollups later)" },
-	{ "partitions", "status", "TEXT", "'open' (being written), 'sealed', or 'broken' "
-					  "(unreadable, see error)" },
+	{ "partitions", "kind", "TEXT", "what the file holds: 'raw' rows, '1m' (flows_1m) or '1h' "
+					"(flows_1h) rollups" },
+	{ "partitions", "status", "TEXT", "'open' (being written), 'sealed', 'rollup' (a rollup "
+					  "file), or 'broken' (unreadable, see error)" },
 	{ "partitions", "period_start", "INTEGER", "start of the period it was opened for, ns" },
 	{ "partitions", "period_end", "INTEGER", "end of that period (exclusive), ns" },
 	{ "partitions", "seq", "INTEGER", "0, +1 for each rollover at the row cap in the period" },
@@ -105,11 +151,18 @@ static const struct column_doc column_docs[] = {
 	{ "partitions", "sealed_at", "INTEGER", "when it was sealed, ns; NULL while open" },
 	{ "partitions", "ts_min", "INTEGER", "smallest ts of any row in it, ns" },
 	{ "partitions", "ts_max", "INTEGER", "largest ts of any row in it, ns" },
-	{ "partitions", "flows", "INTEGER", "rows in its flows table" },
-	{ "partitions", "connections", "INTEGER", "rows in its connections table" },
-	{ "partitions", "tcp_states", "INTEGER", "rows in its tcp_states table" },
+	{ "partitions", "flows", "INTEGER", "rows in its flows table (NULL for rollup files)" },
+	{ "partitions", "connections", "INTEGER", "rows in its connections table (NULL for rollup "
+						  "files)" },
+	{ "partitions", "tcp_states", "INTEGER", "rows in its tcp_states table (NULL for rollup "
+						 "files)" },
 	{ "partitions", "bytes", "INTEGER", "size of the file, bytes" },
 	{ "partitions", "error", "TEXT", "why a broken file cannot be read; NULL otherwise" },
+	{ "partitions", "rows", "INTEGER", "rows in all its tables" },
+	{ "partitions", "rolled_up", "INTEGER", "raw files: 1 once its rows are in the rollups "
+						"(or it has none to roll up), else 0" },
+	{ "partitions", "rolled_from", "TEXT", "rollup files: the oldest raw partition rolled into "
+					       "it" },
 	{ "stats", "name", "TEXT", "counter name, as in /metrics without the flowstore_ prefix" },
 	{ "stats", "labels", "TEXT", "labels as Prometheus writes them ('table=\"flows\"'), '' "
 				     "if none" },

@@ -2,7 +2,8 @@
  * span.c: the tables that span every partition of a data dir (span.h).
  *
  * flows, connections and tcp_states are eponymous virtual tables over the
- * same-named table of every partition file; partitions lists the files.
+ * same-named table of every raw partition file, flows_1m and flows_1h over
+ * the rollup files of their kind; partitions lists the files.
  * The pieces, in the order a query meets them:
  *
  *  1. Descriptors. A spanning table is data: a struct span_desc names the
@@ -20,14 +21,20 @@
  *     and inode) keeps its metadata and is not opened again, the others are
  *     read with partition_read_meta and classified as the catalog does
  *     (open, sealed, broken), and a file that is gone simply is not in the
- *     new snapshot. (catalog_scan opens every file on every listing: ~0.7 ms
+ *     new snapshot. Rollup files are never sealed; their metadata (and
+ *     their marks, for the partitions table) is cached in the set by the
+ *     file's (dev, inode, size, mtime), trusted only once that mtime is a
+ *     second old (a commit within the same tick of the file clock could
+ *     leave all four equal). A commit also creates and removes a -journal
+ *     beside the file, so the dir's mtime moves and the set lists again. (catalog_scan opens every file on every listing: ~0.7 ms
  *     each, a third of a second for 500 partitions, paid by a query each
  *     time a file appears or a seal touches the dir.)
  *
  *  3. A cursor takes one snapshot at its first xFilter and keeps it until
  *     it closes: one statement sees one list of files. At that moment it
- *     re-reads the metadata of every partition that is not sealed, so rows
- *     committed a moment ago are seen.
+ *     re-reads the metadata of every file of its table's kind that is not
+ *     sealed (a rollup file's only if its state changed), so rows committed
+ *     a moment ago are seen. Files of other kinds are not looked at.
  *
  *  4. Plans. xBestIndex pushes every usable comparison into idxStr (column,
  *     operator, collation, argv slot) with colUsed; xFilter prunes with the
@@ -73,7 +80,9 @@
  *     connection is never used by two threads at once. Open (WAL)
  *     partitions are opened mode=ro with a busy handler, owned by the cursor
  *     and closed with it: a reader that stays connected to a WAL file keeps
- *     the sealer from switching it out of WAL mode.
+ *     the sealer from switching it out of WAL mode. Rollup files are read
+ *     the same way (mode=ro, locks, busy handler): SQLite's own locking
+ *     then shows each statement whole transactions of the rollup writer.
  *
  * Invariants:
  *  a. A snapshot never changes once published; a cursor holds a reference to
@@ -186,28 +195,53 @@ static const struct span_col tcp_states_cols[] = {
 	TXT("new_state", 0), INT("pid", 0), TXT("comm", 0), INT("sock_cookie", 1),
 };
 
+/* flows_1m and flows_1h (retention/rollup.h): every rollup file indexes ts,
+ * (orig_addr, ts), (resp_addr, ts) and resp_port. */
+static const struct span_col rollup_cols[] = {
+	{ "ts", "INTEGER NOT NULL", 0, 1 }, { "proto", "TEXT NOT NULL", 1, 0 },
+	TXT("orig_addr", 1), TXT("resp_addr", 1), INT("resp_port", 1), TXT("direction", 0),
+	TXT("comm", 0), { "flows", "INTEGER NOT NULL", 0, 0 }, INT("orig_pkts", 0),
+	INT("orig_bytes", 0), INT("resp_pkts", 0), INT("resp_bytes", 0),
+	{ "connections", "INTEGER NOT NULL", 0, 0 },
+	{ "failed_connections", "INTEGER NOT NULL", 0, 0 }, INT("retransmits", 0),
+};
+
 #undef INT
 #undef TXT
 #define NCOLS(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 _Static_assert(NCOLS(flows_cols) < SPAN_MAX_COLS && NCOLS(connections_cols) < SPAN_MAX_COLS &&
-	       NCOLS(tcp_states_cols) < SPAN_MAX_COLS, "colUsed holds a bit per column");
+	       NCOLS(tcp_states_cols) < SPAN_MAX_COLS && NCOLS(rollup_cols) < SPAN_MAX_COLS,
+	       "colUsed holds a bit per column");
 
 /*
  * Kinds of file in the data dir: how a name is recognised and how the
- * metadata is read. Rollup files (other name prefixes) are further kinds.
+ * metadata is read. Raw partitions are sealed once and then immutable;
+ * rollup files (1m-*.db, 1h-*.db) are never sealed: a transaction per raw
+ * partition rolled into them, in rollback-journal mode. Their metadata is
+ * cached by (dev, inode, size, mtime) (struct rollup_info), and they are
+ * read like open partitions: a read-only connection per cursor, with
+ * locks, so SQLite sees every commit.
  */
 struct span_kind {
 	const char *name;
+	enum schema_kind kind;
 	int (*parse)(const char *name, int64_t *period_start_ns, unsigned *seq);
 	int (*read_meta)(const char *path, struct partition_meta *out);
 };
 
 static const struct span_kind span_kinds[] = {
-	{ "raw", partition_name_parse, partition_read_meta },
+	{ "raw", SCHEMA_KIND_RAW, partition_name_parse, partition_read_meta },
+	{ "1m", SCHEMA_KIND_1M, rollup_1m_name_parse, rollup_read_meta },
+	{ "1h", SCHEMA_KIND_1H, rollup_1h_name_parse, rollup_read_meta },
 };
 
 #define NKINDS ((int)(sizeof(span_kinds) / sizeof(span_kinds[0])))
+
+static int kind_is_rollup(const struct span_kind *k)
+{
+	return k->kind != SCHEMA_KIND_RAW;
+}
 
 static const struct span_desc span_descs[] = {
 	{ "flows", "raw", "flows", SCHEMA_FLOWS, flows_cols, NCOLS(flows_cols), 0, 1 },
@@ -215,11 +249,24 @@ static const struct span_desc span_descs[] = {
 	  NCOLS(connections_cols), 0, 1 },
 	{ "tcp_states", "raw", "tcp_states", SCHEMA_TCP_STATES, tcp_states_cols,
 	  NCOLS(tcp_states_cols), 0, -1 },
+	{ "flows_1m", "1m", "flows_1m", SCHEMA_ROLLUP_META, rollup_cols, NCOLS(rollup_cols), 0,
+	  -1 },
+	{ "flows_1h", "1h", "flows_1h", SCHEMA_ROLLUP_META, rollup_cols, NCOLS(rollup_cols), 0,
+	  -1 },
 };
 
 #define NDESCS ((int)(sizeof(span_descs) / sizeof(span_descs[0])))
 
 /* ---- the set: the dir's partitions, cached ------------------------------------ */
+
+/* What identifies one state of a file that changes in place (a rollup
+ * file): a commit changes its mtime (and mostly its size). */
+struct file_key {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+};
 
 struct span_part {
 	char name[SCHEMA_NAME_LEN];
@@ -232,6 +279,8 @@ struct span_part {
 	struct partition_meta meta;
 	dev_t dev;
 	ino_t ino;
+	struct file_key key;       /* rollup files: the state meta was read in */
+	int key_trusted;           /* rollup files: meta may be reused while key holds */
 	char error[128];           /* why, for a broken file */
 };
 
@@ -239,9 +288,26 @@ struct span_snap {
 	atomic_int refs;
 	uint64_t gen;
 	size_t n;
-	uint64_t rows[SCHEMA_NTABLES];  /* totals, for the planner's estimates */
-	size_t nonempty[SCHEMA_NTABLES];
+	uint64_t rows[NDESCS];          /* totals per spanning table, for the planner */
+	size_t nonempty[NDESCS];
 	struct span_part parts[];       /* sorted by name */
+};
+
+/*
+ * A rollup file's metadata and marks (the raw partitions rolled into it),
+ * as read in the state `key`: reused while the file is in that state, so
+ * queries do not open every rollup file to learn what is in it. sources is
+ * read only for the partitions table (malloc'ed by schema; NULL until then).
+ */
+struct rollup_info {
+	char name[SCHEMA_NAME_LEN];
+	struct file_key key;
+	int trusted;               /* mtime older than the read by SPAN_RACY_NS */
+	int has_meta;
+	struct partition_meta meta;
+	int has_sources;
+	char (*sources)[SCHEMA_NAME_LEN]; /* sorted */
+	size_t nsources;
 };
 
 struct span_set {
@@ -251,6 +317,9 @@ struct span_set {
 	struct timespec mtime;     /* dir's, before that scan */
 	int64_t scanned_at;        /* CLOCK_REALTIME ns when it started */
 	uint64_t gen;
+	pthread_mutex_t rollup_lock; /* rollups, nrollups; taken after lock, never before */
+	struct rollup_info *rollups; /* sorted by name */
+	size_t nrollups, caprollups;
 };
 
 static int64_t ts_ns(const struct timespec *t)
@@ -284,6 +353,7 @@ int span_set_open(const char *dir, struct span_set **out)
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&set->lock, NULL);
+	pthread_mutex_init(&set->rollup_lock, NULL);
 	*out = set;
 	return 0;
 }
@@ -305,6 +375,10 @@ void span_set_free(struct span_set *set)
 	if (!set)
 		return;
 	snap_unref(set->snap);
+	for (size_t i = 0; i < set->nrollups; i++)
+		free(set->rollups[i].sources);
+	free(set->rollups);
+	pthread_mutex_destroy(&set->rollup_lock);
 	pthread_mutex_destroy(&set->lock);
 	free(set->dir);
 	free(set);
@@ -396,6 +470,135 @@ static int dir_list(const char *dir, struct dir_name **out, size_t *n)
 	return 0;
 }
 
+/* ---- rollup files: metadata cached by the file's state ---------------------------- */
+
+static struct file_key file_key_of(const struct stat *st)
+{
+	return (struct file_key){ .dev = st->st_dev, .ino = st->st_ino, .size = st->st_size,
+				  .mtime = st->st_mtim };
+}
+
+static int file_key_equal(const struct file_key *a, const struct file_key *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+}
+
+/* A state whose mtime is older than `now` by more than the clock's
+ * granularity can be trusted: a later commit gives another mtime. (File
+ * times come from a coarse clock; two commits within one tick of it can
+ * leave the same mtime and, rewriting pages in place, the same size.) */
+static int file_key_trusted(const struct file_key *k, int64_t now)
+{
+	return ts_ns(&k->mtime) < now - SPAN_RACY_NS;
+}
+
+/* Index of name in set->rollups, or where it would go (*found 0). Under
+ * rollup_lock. */
+static size_t rollup_find(const struct span_set *set, const char *name, int *found)
+{
+	size_t lo = 0, hi = set->nrollups;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(set->rollups[mid].name, name);
+
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The entry for name in state key, made (or emptied) if it was for another
+ * state; NULL when out of memory. Under rollup_lock. */
+static struct rollup_info *rollup_entry(struct span_set *set, const char *name,
+					const struct file_key *key)
+{
+	int found;
+	size_t i = rollup_find(set, name, &found);
+	struct rollup_info *r;
+
+	if (!found) {
+		if (set->nrollups == set->caprollups) {
+			size_t cap = set->caprollups ? 2 * set->caprollups : 32;
+			void *v = realloc(set->rollups, cap * sizeof(*set->rollups));
+
+			if (!v)
+				return NULL;
+			set->rollups = v;
+			set->caprollups = cap;
+		}
+		memmove(&set->rollups[i + 1], &set->rollups[i],
+			(set->nrollups - i) * sizeof(*set->rollups));
+		set->nrollups++;
+		memset(&set->rollups[i], 0, sizeof(set->rollups[i]));
+		snprintf(set->rollups[i].name, sizeof(set->rollups[i].name), "%s", name);
+	}
+	r = &set->rollups[i];
+	if (found && r->trusted && file_key_equal(&r->key, key))
+		return r;
+	free(r->sources);
+	memset(r, 0, sizeof(*r));
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->key = *key;
+	return r;
+}
+
+/*
+ * The metadata of the rollup file at path (dir entry name) whose state is
+ * key, as of `now` (taken before the stat that gave key): from the cache
+ * when it was read in that state, else read now (and cached). *trusted
+ * says whether the caller may keep using it while the key holds. 0 or a
+ * negative errno (rollup_read_meta's).
+ */
+static int rollup_meta(struct span_set *set, const char *path, const char *name,
+		       const struct file_key *key, int64_t now, struct partition_meta *out,
+		       int *trusted)
+{
+	struct rollup_info *r;
+	int rc = 0;
+
+	pthread_mutex_lock(&set->rollup_lock);
+	r = rollup_entry(set, name, key);
+	if (!r) {
+		rc = -ENOMEM;
+	} else if (!r->has_meta) {
+		rc = rollup_read_meta(path, &r->meta);
+		r->has_meta = rc == 0;
+		r->trusted = rc == 0 && file_key_trusted(key, now);
+	}
+	if (!rc) {
+		*out = r->meta;
+		*trusted = r->trusted;
+	}
+	pthread_mutex_unlock(&set->rollup_lock);
+	return rc;
+}
+
+/* Forget the files that are not in s any more. Under set->lock. */
+static void rollup_prune(struct span_set *set, const struct span_snap *s)
+{
+	size_t k = 0;
+
+	pthread_mutex_lock(&set->rollup_lock);
+	for (size_t i = 0; i < set->nrollups; i++) {
+		if (!snap_find(s, set->rollups[i].name)) {
+			free(set->rollups[i].sources);
+			continue;
+		}
+		set->rollups[k++] = set->rollups[i];
+	}
+	set->nrollups = k;
+	pthread_mutex_unlock(&set->rollup_lock);
+}
+
 /* The schema's last error without its "<path>: " prefix. */
 static void set_reason(struct span_part *p, const char *path)
 {
@@ -413,12 +616,13 @@ static void set_reason(struct span_part *p, const char *path)
  * files are not all opened again whenever one appears. Returns 1 to keep
  * p, 0 when the file went away, or a negative errno.
  */
-static int part_fill(const struct span_set *set, const struct dir_name *e,
+static int part_fill(struct span_set *set, const struct dir_name *e,
 		     const struct span_snap *old, struct span_part *p)
 {
 	const struct span_part *prev = snap_find(old, e->name);
 	char path[PATH_MAX];
 	struct stat st;
+	int64_t now;
 	int rc;
 
 	if (prev && prev->immutable && prev->ino == e->ino) {
@@ -433,11 +637,16 @@ static int part_fill(const struct span_set *set, const struct dir_name *e,
 	p->status = CATALOG_BROKEN;
 	if ((rc = part_path(set, e->name, path, sizeof(path))))
 		return rc;
+	now = realtime_ns();
 	if (stat(path, &st))
 		return errno == ENOENT ? 0 : -errno;
 	p->dev = st.st_dev;
 	p->ino = st.st_ino;
-	rc = p->kind->read_meta(path, &p->meta);
+	p->key = file_key_of(&st);
+	if (kind_is_rollup(p->kind))
+		rc = rollup_meta(set, path, p->name, &p->key, now, &p->meta, &p->key_trusted);
+	else
+		rc = p->kind->read_meta(path, &p->meta);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc == -ENOMEM)
@@ -456,8 +665,8 @@ static int part_fill(const struct span_set *set, const struct dir_name *e,
 	}
 	p->has_meta = 1;
 	p->status = p->meta.sealed ? CATALOG_SEALED : CATALOG_OPEN;
-	/* every seal step done: safe to open immutable */
-	p->immutable = partition_seal_complete(path, &p->meta);
+	/* every seal step done: safe to open immutable; a rollup file never is */
+	p->immutable = !kind_is_rollup(p->kind) && partition_seal_complete(path, &p->meta);
 	return 1;
 }
 
@@ -466,11 +675,13 @@ static void snap_totals(struct span_snap *s)
 	for (size_t i = 0; i < s->n; i++) {
 		const struct span_part *p = &s->parts[i];
 
-		for (int t = 0; t < SCHEMA_NTABLES; t++) {
-			uint64_t rows = p->has_meta ? p->meta.tables[t].rows : 0;
+		for (int d = 0; d < NDESCS; d++) {
+			uint64_t rows = p->has_meta ? p->meta.tables[span_descs[d].meta].rows : 0;
 
-			s->rows[t] += rows;
-			s->nonempty[t] += rows > 0 || (!p->has_meta && p->status != CATALOG_BROKEN);
+			if (strcmp(p->kind->name, span_descs[d].kind) != 0)
+				continue;
+			s->rows[d] += rows;
+			s->nonempty[d] += rows > 0 || (!p->has_meta && p->status != CATALOG_BROKEN);
 		}
 	}
 }
@@ -506,6 +717,7 @@ static int set_scan(struct span_set *set, struct span_snap **out)
 	atomic_init(&s->refs, 1);
 	s->gen = ++set->gen;
 	snap_totals(s);
+	rollup_prune(set, s);
 	*out = s;
 	return 0;
 }
@@ -1692,7 +1904,8 @@ static void facts_add(struct facts *f, const struct span_desc *d, sqlite3_index_
 static void facts_window(const struct span_snap *s, const struct span_desc *d,
 			 const struct facts *f, double *parts, double *rows)
 {
-	double P = s ? (double)s->nonempty[d->meta] : 0, N = s ? (double)s->rows[d->meta] : 0;
+	int di = (int)(d - span_descs);
+	double P = s ? (double)s->nonempty[di] : 0, N = s ? (double)s->rows[di] : 0;
 
 	if (P < 1)
 		P = 1;
@@ -1708,7 +1921,7 @@ static void facts_window(const struct span_snap *s, const struct span_desc *d,
 			int t = d->meta;
 
 			if (p->has_meta && m->tables[t].rows &&
-			    trange_overlaps(&f->lit, m->tables[t].ts_min, m->tables[t].ts_max)) {
+			    strcmp(p->kind->name, d->kind) == 0 && trange_overlaps(&f->lit, m->tables[t].ts_min, m->tables[t].ts_max)) {
 				*parts += 1;
 				*rows += (double)m->tables[t].rows;
 			}
@@ -1941,8 +2154,44 @@ static int cursor_keep_args(struct span_cursor *cur, int argc, sqlite3_value **a
 	return SQLITE_OK;
 }
 
-/* Metadata of every entry for this statement: cached for sealed files,
- * read again for the others. */
+/*
+ * p's metadata now, for a file that is not immutable: an open partition's
+ * is read again (rows committed a moment ago count); a rollup file's is
+ * p's own while the file is in the state it was read in, else the set's
+ * cache's or read. *meta points at p->meta or at *fresh. 0, -ENOENT (gone)
+ * or another negative errno.
+ */
+static int part_meta_now(struct span_set *set, const struct span_part *p,
+			 struct partition_meta *fresh, const struct partition_meta **meta)
+{
+	char path[PATH_MAX];
+	struct file_key key;
+	struct stat st;
+	int64_t now;
+	int rc, trusted;
+
+	if ((rc = part_path(set, p->name, path, sizeof(path))))
+		return rc;
+	if (!kind_is_rollup(p->kind)) {
+		rc = p->kind->read_meta(path, fresh);
+		*meta = fresh;
+		return rc;
+	}
+	now = realtime_ns();
+	if (stat(path, &st))
+		return -errno;
+	key = file_key_of(&st);
+	if (p->has_meta && p->key_trusted && file_key_equal(&p->key, &key)) {
+		*meta = &p->meta;
+		return 0;
+	}
+	rc = rollup_meta(set, path, p->name, &key, now, fresh, &trusted);
+	*meta = fresh;
+	return rc;
+}
+
+/* Metadata of every entry for this statement: cached for sealed files and
+ * unchanged rollup files, read again for the others. */
 static int cursor_snapshot(struct span_cursor *cur)
 {
 	struct span_conn *c = cur->vt->conn;
@@ -1966,20 +2215,22 @@ static int cursor_snapshot(struct span_cursor *cur)
 	memset(cur->ps, 0, sizeof(*cur->ps) * (cur->snap->n + 1));
 	for (size_t i = 0; i < cur->snap->n; i++) {
 		const struct span_part *p = &cur->snap->parts[i];
-		char path[PATH_MAX];
 
 		if (p->status == CATALOG_BROKEN) {
 			cur->ps[i].state = PS_BROKEN;
 		} else if (p->immutable) {
 			cur->ps[i].state = PS_READY;
 			cur->ps[i].meta = &p->meta;
+		} else if (strcmp(p->kind->name, cur->vt->desc->kind) != 0) {
+			cur->ps[i].state = PS_GONE; /* another table's file: not read */
 		} else {
-			rc = part_path(c->set, p->name, path, sizeof(path));
-			if (!rc)
-				rc = p->kind->read_meta(path, &cur->fresh[k]);
+			const struct partition_meta *m = NULL;
+
+			rc = part_meta_now(c->set, p, &cur->fresh[k], &m);
 			cur->ps[i].state = !rc ? PS_READY : rc == -ENOENT ? PS_GONE : PS_BROKEN;
 			if (!rc)
-				cur->ps[i].meta = &cur->fresh[k++];
+				cur->ps[i].meta = m;
+			k += m == &cur->fresh[k];
 		}
 	}
 	cur->nfresh = k;
@@ -2537,7 +2788,8 @@ static const char partitions_decl[] =
 	"CREATE TABLE x(name TEXT, kind TEXT, status TEXT, period_start INTEGER,"
 	" period_end INTEGER, seq INTEGER, created INTEGER, sealed_at INTEGER,"
 	" ts_min INTEGER, ts_max INTEGER, flows INTEGER, connections INTEGER,"
-	" tcp_states INTEGER, bytes INTEGER, error TEXT)";
+	" tcp_states INTEGER, bytes INTEGER, error TEXT, rows INTEGER, rolled_up INTEGER,"
+	" rolled_from TEXT)";
 
 static int span_connect(sqlite3 *db, void *aux_arg, int argc, const char *const *argv,
 			sqlite3_vtab **out, char **err)
@@ -2614,7 +2866,7 @@ static int span_close(sqlite3_vtab_cursor *base)
 enum {
 	PC_NAME, PC_KIND, PC_STATUS, PC_PERIOD_START, PC_PERIOD_END, PC_SEQ, PC_CREATED,
 	PC_SEALED_AT, PC_TS_MIN, PC_TS_MAX, PC_FLOWS, PC_CONNECTIONS, PC_TCP_STATES, PC_BYTES,
-	PC_ERROR,
+	PC_ERROR, PC_ROWS, PC_ROLLED_UP, PC_ROLLED_FROM,
 };
 
 struct prow {
@@ -2622,6 +2874,8 @@ struct prow {
 	struct partition_meta meta;
 	int has_meta;
 	int64_t bytes;
+	int rolled_up;            /* raw: -1 unknown, 0, 1 */
+	char rolled_from[SCHEMA_NAME_LEN]; /* rollup files: the oldest raw partition in it */
 	char error[160];
 };
 
@@ -2655,15 +2909,17 @@ static int64_t file_bytes(const char *path)
 	return n;
 }
 
-/* One row: metadata cached for sealed files, read now for the others.
- * Returns 1 to list it, 0 when the file is gone. */
-static int prow_fill(const struct span_set *set, const struct span_part *p, struct prow *r)
+/* One row: metadata cached for sealed files and unchanged rollup files,
+ * read now for the others. Returns 1 to list it, 0 when the file is gone. */
+static int prow_fill(struct span_set *set, const struct span_part *p, struct prow *r)
 {
+	const struct partition_meta *m = NULL;
 	char path[PATH_MAX];
 	int rc;
 
 	memset(r, 0, sizeof(*r));
 	r->p = p;
+	r->rolled_up = -1;
 	if (part_path(set, p->name, path, sizeof(path)))
 		return 0;
 	snprintf(r->error, sizeof(r->error), "%s", p->error);
@@ -2671,14 +2927,93 @@ static int prow_fill(const struct span_set *set, const struct span_part *p, stru
 		r->meta = p->meta;
 		r->has_meta = 1;
 	} else if (p->status != CATALOG_BROKEN) {
-		rc = p->kind->read_meta(path, &r->meta);
+		rc = part_meta_now(set, p, &r->meta, &m);
 		if (rc == -ENOENT)
 			return 0;
+		if (!rc && m != &r->meta)
+			r->meta = *m;
 		r->has_meta = rc == 0;
 		snprintf(r->error, sizeof(r->error), "%s", rc ? schema_last_error() : "");
 	}
 	r->bytes = file_bytes(path);
 	return 1;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Load the marks of the rollup file of row r into its cache entry if they
+ * are not; 1 if they are there. Under rollup_lock; may move the entries. */
+static int prow_marks(struct span_set *set, const struct prow *r)
+{
+	char path[PATH_MAX];
+	struct rollup_info *e;
+	struct file_key key;
+	struct stat st;
+	int64_t now = realtime_ns();
+
+	if (part_path(set, r->p->name, path, sizeof(path)) || stat(path, &st))
+		return 0;
+	key = file_key_of(&st);
+	e = rollup_entry(set, r->p->name, &key);
+	if (!e)
+		return 0;
+	if (!e->has_sources) {
+		e->has_sources = rollup_file_sources(path, &e->sources, &e->nsources) == 0;
+		if (!e->has_meta) /* a new entry: its trust is this read's */
+			e->trusted = file_key_trusted(&key, now);
+	}
+	return e->has_sources;
+}
+
+/*
+ * rolled_up of the raw rows, rolled_from of the rollup rows, from the
+ * rollup files' marks: a raw partition is rolled up when a 1m file and a
+ * 1h file mark it, or when it has no flows and no connections (nothing to
+ * roll up).
+ */
+static void parts_rolled(struct span_set *set, struct prow *rows, size_t n)
+{
+	const struct rollup_info **marks = calloc(n + 1, sizeof(*marks));
+
+	if (!marks)
+		return; /* left unknown (NULL) */
+	pthread_mutex_lock(&set->rollup_lock);
+	for (size_t i = 0; i < n; i++)
+		if (kind_is_rollup(rows[i].p->kind) && rows[i].p->status != CATALOG_BROKEN)
+			rows[i].rolled_up = prow_marks(set, &rows[i]); /* 1: loaded */
+	for (size_t i = 0; i < n; i++) { /* every entry in place now: point at them */
+		int found;
+		size_t k;
+
+		if (!kind_is_rollup(rows[i].p->kind) || rows[i].rolled_up != 1)
+			continue;
+		rows[i].rolled_up = -1;
+		k = rollup_find(set, rows[i].p->name, &found);
+		marks[i] = found ? &set->rollups[k] : NULL;
+		if (marks[i] && marks[i]->nsources)
+			snprintf(rows[i].rolled_from, sizeof(rows[i].rolled_from), "%s",
+				 marks[i]->sources[0]);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct partition_meta *m = &rows[i].meta;
+		unsigned in = 0;
+
+		if (kind_is_rollup(rows[i].p->kind) || !rows[i].has_meta)
+			continue;
+		for (size_t j = 0; j < n; j++)
+			if (marks[j] && marks[j]->nsources &&
+			    bsearch(rows[i].p->name, marks[j]->sources, marks[j]->nsources,
+				    sizeof(marks[j]->sources[0]), name_cmp))
+				in |= 1u << rows[j].p->kind->kind;
+		rows[i].rolled_up = in == (1u << SCHEMA_KIND_1M | 1u << SCHEMA_KIND_1H) ||
+				    (!m->tables[SCHEMA_FLOWS].rows &&
+				     !m->tables[SCHEMA_CONNECTIONS].rows);
+	}
+	pthread_mutex_unlock(&set->rollup_lock);
+	free(marks);
 }
 
 static int parts_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_str, int argc,
@@ -2701,6 +3036,7 @@ static int parts_filter(sqlite3_vtab_cursor *base, int idx_num, const char *idx_
 	}
 	for (size_t i = 0; i < cur->snap->n; i++)
 		cur->n += (size_t)prow_fill(set, &cur->snap->parts[i], &cur->rows[cur->n]);
+	parts_rolled(set, cur->rows, cur->n);
 	return SQLITE_OK;
 }
 
@@ -2717,9 +3053,15 @@ static int parts_eof(sqlite3_vtab_cursor *base)
 	return cur->i >= cur->n;
 }
 
-static const char *status_name(enum catalog_status s)
+/* A rollup file that can be read is 'rollup' (it is never sealed: every
+ * raw partition rolled up adds to it). */
+static const char *status_name(const struct span_part *p)
 {
-	return s == CATALOG_SEALED ? "sealed" : s == CATALOG_OPEN ? "open" : "broken";
+	if (p->status == CATALOG_BROKEN)
+		return "broken";
+	if (kind_is_rollup(p->kind))
+		return "rollup";
+	return p->status == CATALOG_SEALED ? "sealed" : "open";
 }
 
 /* min of ts_min and max of ts_max over the tables that have rows */
@@ -2737,6 +3079,12 @@ static int prow_range(const struct prow *r, int64_t *min, int64_t *max)
 		any = 1;
 	}
 	return any;
+}
+
+static enum schema_table prow_table(int col)
+{
+	return col == PC_FLOWS ? SCHEMA_FLOWS : col == PC_CONNECTIONS ? SCHEMA_CONNECTIONS
+								 : SCHEMA_TCP_STATES;
 }
 
 static void result_meta(sqlite3_context *ctx, const struct prow *r, int col)
@@ -2758,13 +3106,21 @@ static void result_meta(sqlite3_context *ctx, const struct prow *r, int col)
 		if (prow_range(r, &min, &max))
 			sqlite3_result_int64(ctx, col == PC_TS_MIN ? min : max);
 		break;
-	case PC_FLOWS: sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_FLOWS].rows); break;
+	case PC_FLOWS:
 	case PC_CONNECTIONS:
-		sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_CONNECTIONS].rows);
-		break;
 	case PC_TCP_STATES:
-		sqlite3_result_int64(ctx, (int64_t)m->tables[SCHEMA_TCP_STATES].rows);
+		/* a rollup file has none of these tables: NULL */
+		if (!kind_is_rollup(r->p->kind))
+			sqlite3_result_int64(ctx, (int64_t)m->tables[prow_table(col)].rows);
 		break;
+	case PC_ROWS: {
+		uint64_t n = 0;
+
+		for (int t = 0; t < SCHEMA_NTABLES; t++)
+			n += m->tables[t].rows;
+		sqlite3_result_int64(ctx, (int64_t)n);
+		break;
+	}
 	default: break;
 	}
 }
@@ -2777,13 +3133,21 @@ static int parts_column(sqlite3_vtab_cursor *base, sqlite3_context *ctx, int col
 	switch (col) {
 	case PC_NAME: sqlite3_result_text(ctx, r->p->name, -1, SQLITE_TRANSIENT); break;
 	case PC_KIND: sqlite3_result_text(ctx, r->p->kind->name, -1, SQLITE_STATIC); break;
-	case PC_STATUS: sqlite3_result_text(ctx, status_name(r->p->status), -1, SQLITE_STATIC); break;
+	case PC_STATUS: sqlite3_result_text(ctx, status_name(r->p), -1, SQLITE_STATIC); break;
 	case PC_PERIOD_START: sqlite3_result_int64(ctx, r->p->period_start); break;
 	case PC_SEQ: sqlite3_result_int64(ctx, r->p->seq); break;
 	case PC_BYTES: sqlite3_result_int64(ctx, r->bytes); break;
 	case PC_ERROR:
 		if (r->error[0])
 			sqlite3_result_text(ctx, r->error, -1, SQLITE_TRANSIENT);
+		break;
+	case PC_ROLLED_UP:
+		if (r->rolled_up >= 0 && !kind_is_rollup(r->p->kind))
+			sqlite3_result_int(ctx, r->rolled_up);
+		break;
+	case PC_ROLLED_FROM:
+		if (r->rolled_from[0])
+			sqlite3_result_text(ctx, r->rolled_from, -1, SQLITE_TRANSIENT);
 		break;
 	default: result_meta(ctx, r, col); break;
 	}
@@ -2947,8 +3311,9 @@ static void span_count_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 		return;
 	}
 	if (!vt.desc) {
-		char *msg = sqlite3_mprintf("span_count: no such table: %s (flows, connections or "
-					    "tcp_states)", name ? name : "NULL");
+		char *msg = sqlite3_mprintf("span_count: no such table: %s (flows, connections, "
+					    "tcp_states, flows_1m or flows_1h)",
+					    name ? name : "NULL");
 
 		sqlite3_result_error(ctx, msg ? msg : "span_count: no such table", -1);
 		sqlite3_free(msg);

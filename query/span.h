@@ -1,8 +1,11 @@
 /*
  * span: the tables that span every partition of a data dir.
  *
- * flows, connections and tcp_states each read as one table over every
- * partition file (open and sealed); partitions lists the files themselves.
+ * flows, connections and tcp_states each read as one table over every raw
+ * partition file (open and sealed); flows_1m and flows_1h the same over the
+ * rollup files of their kind (1m-*.db, 1h-*.db: retention/rollup.h);
+ * partitions lists the files themselves. A table reads only files of its
+ * own kind.
  * They are SQLite virtual tables (eponymous: no CREATE VIRTUAL TABLE needed)
  * that open the partitions they need themselves, read-only (sealed files
  * with immutable=1), so a query is not limited by SQLite's ten ATTACHed
@@ -32,7 +35,11 @@
  * The partition list and the metadata of sealed partitions (which never
  * change) are cached in a span_set shared by every connection; open
  * partitions' metadata is re-read at each query, so rows committed a moment
- * ago are visible.
+ * ago are visible. Rollup files change in place (a transaction per raw
+ * partition rolled into them): their metadata is cached by the file's
+ * (dev, inode, size, mtime) and read again when that changes; they are
+ * opened read-only (never immutable) by each statement that reads them,
+ * never cached across queries.
  */
 #ifndef FLOWSTORE_SPAN_H
 #define FLOWSTORE_SPAN_H
@@ -72,8 +79,9 @@ struct span_counters {
 					thread */
 };
 
-/* Register flows, connections, tcp_states and partitions on db (once per
- * connection: SQLITE_MISUSE the second time; the set must outlive db).
+/* Register flows, connections, tcp_states, flows_1m, flows_1h and partitions
+ * on db (once per connection: SQLITE_MISUSE the second time; the set must
+ * outlive db).
  * db keeps up to RLIMIT_NOFILE / 16 sealed partitions open (64..1024, about
  * 110 KiB each) until it is closed or the files go away. 0 or an SQLite
  * error code. */

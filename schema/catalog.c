@@ -1,46 +1,59 @@
 /*
- * catalog.c: the partitions of a data directory, as the file system lists
- * them (the file system is the catalog; there is no second list).
+ * catalog.c: the files of a data directory, as the file system lists them
+ * (the file system is the catalog; there is no second list): raw
+ * partitions, rollup files, and the leftovers of interrupted work.
  *
  * Invariants:
- *  1. Read-only: the scan never creates, deletes, renames or writes a file.
- *     Files that are not ours are not even opened by SQLite (see
- *     schema_header_read), so no side file appears next to them.
- *  2. A name that parses as a partition name is ours, whatever its content:
- *     it is listed, as CATALOG_BROKEN if it is not a readable partition, so
- *     that nobody reuses or deletes it by mistake.
+ *  1. catalog_scan is read-only: it never creates, deletes, renames or
+ *     writes a file. Files that are not ours are not even opened by SQLite
+ *     (see schema_header_read), so no side file appears next to them.
+ *  2. A name that parses as one of our names (schema_name_parse) is ours,
+ *     whatever its content: it is listed, as CATALOG_BROKEN if it is not a
+ *     readable file of the kind its name says, so that nobody reuses or
+ *     deletes it by mistake.
  *  3. SQLite's side files of our names (-wal, -shm, -journal) belong to
- *     their partition; every other entry (files, directories, dotfiles) is
- *     counted as foreign and left alone.
- *  4. Entries are sorted by name, which is time order.
+ *     their file, or, when that file is gone (an interrupted removal), are
+ *     leftovers; so are our temporary names (schema_is_temp_name). The
+ *     retention lock (.retention.lock) is ours and is none of these. Every
+ *     other entry (files, directories, dotfiles) is foreign and left alone.
+ *  4. catalog_remove_temps unlinks leftovers and nothing else, and never a
+ *     temporary file a creator holds locked (rollup_file.c, invariant 2).
+ *  5. Entries are sorted by kind (raw, 1m, 1h), then by name, which is
+ *     time order within a kind.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "schema.h"
 #include "schemaInt.h"
 
-/* A side file of a partition: "<partition name><suffix>". */
-static int is_side_file(const char *name)
+#define RETENTION_LOCK ".retention.lock"
+
+static const char *const side_suffixes[] = { "-wal", "-shm", "-journal" };
+#define NSIDES (sizeof(side_suffixes) / sizeof(side_suffixes[0]))
+
+/* A side file of one of our names: "<name><suffix>"; base gets <name>. */
+static int side_file_base(const char *name, char base[SCHEMA_NAME_LEN])
 {
-	static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
 	size_t len = strlen(name);
-	char base[SCHEMA_NAME_LEN];
 
-	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
-		size_t slen = strlen(suffixes[i]);
+	for (size_t i = 0; i < NSIDES; i++) {
+		size_t slen = strlen(side_suffixes[i]);
 
-		if (len <= slen || len - slen >= sizeof(base) ||
-		    strcmp(name + len - slen, suffixes[i]))
+		if (len <= slen || len - slen >= SCHEMA_NAME_LEN ||
+		    strcmp(name + len - slen, side_suffixes[i]))
 			continue;
 		memcpy(base, name, len - slen);
 		base[len - slen] = 0;
-		if (partition_name_parse(base, NULL, NULL) == 0)
+		if (schema_name_classify(base, NULL, NULL, NULL) == 0)
 			return 1;
 	}
 	return 0;
@@ -58,9 +71,54 @@ int partition_seal_complete(const char *path, const struct partition_meta *m)
 	return schema_header_read(path, &h) == 0 && !h.wal;
 }
 
+/* Allocated size of dir/name (st_blocks), 0 if it is not there. */
+static uint64_t allocated(int dfd, const char *name)
+{
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return 0;
+	return (uint64_t)st.st_blocks * 512;
+}
+
+/* An entry's bytes: the file and its side files. */
+static uint64_t entry_bytes(int dfd, const char *name)
+{
+	char side[SCHEMA_NAME_LEN + 16];
+	uint64_t bytes = allocated(dfd, name);
+
+	for (size_t i = 0; i < NSIDES; i++) {
+		snprintf(side, sizeof(side), "%s%s", name, side_suffixes[i]);
+		bytes += allocated(dfd, side);
+	}
+	return bytes;
+}
+
+static int exists_at(int dfd, const char *name)
+{
+	struct stat st;
+
+	return fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
 static void set_error(struct catalog_entry *e, const char *reason)
 {
 	snprintf(e->error, sizeof(e->error), "%s", reason);
+}
+
+/* The file's metadata, and -EINVAL if it is not of the kind its name says. */
+static int entry_read_meta(const char *path, struct catalog_entry *e)
+{
+	enum schema_kind kind;
+	int rc;
+
+	if (e->kind == SCHEMA_KIND_RAW)
+		return partition_read_meta(path, &e->meta);
+	rc = schema_file_read_meta(path, &kind, &e->meta);
+	if (!rc && kind != e->kind)
+		rc = schema_error(-EINVAL, path, "a %s file under a %s name",
+				  schema_kind_name(kind), schema_kind_name(e->kind));
+	return rc;
 }
 
 /*
@@ -69,8 +127,8 @@ static void set_error(struct catalog_entry *e, const char *reason)
  */
 static int entry_fill(const char *path, struct catalog_entry *e)
 {
-	struct partition_meta m;
-	int rc = partition_read_meta(path, &m);
+	int rc = entry_read_meta(path, e);
+	const struct partition_meta *m = &e->meta;
 
 	if (rc == -ENOENT)
 		return 0;
@@ -78,22 +136,29 @@ static int entry_fill(const char *path, struct catalog_entry *e)
 		return rc;
 	if (rc == -EAGAIN || rc == -EBUSY) {
 		/* a crash left recovery to do, or the file is locked for now:
-		 * ours, and the seal (read-write, patient) sorts it out */
+		 * ours; a read-write open (the seal of a raw partition, the
+		 * next rollup step of a rollup file) sorts it out */
 		e->status = CATALOG_OPEN;
-		e->needs_seal = 1;
+		e->needs_seal = e->kind == SCHEMA_KIND_RAW;
 		set_error(e, schema_error_reason());
 	} else if (rc) {
 		e->status = CATALOG_BROKEN;
 		set_error(e, schema_error_reason());
-	} else if (m.period_start_ns != e->period_start_ns || m.seq != e->seq) {
+	} else if (m->period_start_ns != e->period_start_ns || m->seq != e->seq) {
 		e->status = CATALOG_BROKEN;
 		snprintf(e->error, sizeof(e->error),
 			 "renamed: meta says period start %lld ns, seq %u",
-			 (long long)m.period_start_ns, m.seq);
+			 (long long)m->period_start_ns, m->seq);
+	} else if (e->kind == SCHEMA_KIND_RAW) {
+		e->status = m->sealed ? CATALOG_SEALED : CATALOG_OPEN;
+		e->needs_seal = !partition_seal_complete(path, m);
+		e->has_meta = 1;
 	} else {
-		e->status = m.sealed ? CATALOG_SEALED : CATALOG_OPEN;
-		e->needs_seal = !partition_seal_complete(path, &m);
+		e->status = CATALOG_OPEN; /* rollup files are never sealed */
+		e->has_meta = 1;
 	}
+	if (!e->has_meta)
+		memset(&e->meta, 0, sizeof(e->meta));
 	return 1;
 }
 
@@ -109,50 +174,88 @@ static int catalog_grow(struct catalog *c, size_t *cap)
 	return 0;
 }
 
-/* One directory entry: a partition, a side file, or foreign. */
-static int catalog_consider(struct catalog *c, size_t *cap, const char *dir, const char *name)
+/* A file of ours: list it. */
+static int catalog_add(struct catalog *c, size_t *cap, const char *dir, int dfd,
+		       const char *name, enum schema_kind kind, int64_t start, unsigned seq)
 {
 	char path[PATH_MAX];
 	struct catalog_entry *e;
 	int rc;
 
-	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || is_side_file(name))
-		return 0;
 	if (c->n == *cap && (rc = catalog_grow(c, cap)))
 		return schema_error(rc, dir, "out of memory");
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return schema_error(-ENAMETOOLONG, dir, "path too long");
 	e = &c->entries[c->n];
 	memset(e, 0, sizeof(*e));
-	if (partition_name_parse(name, &e->period_start_ns, &e->seq)) {
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	e->kind = kind;
+	e->period_start_ns = start;
+	e->seq = seq;
+	rc = entry_fill(path, e);
+	if (rc <= 0)
+		return rc;
+	e->bytes = entry_bytes(dfd, name);
+	c->bytes += e->bytes;
+	c->n++;
+	return 0;
+}
+
+/* A leftover: a temporary name, or a side file whose file is gone. */
+static void catalog_leftover(struct catalog *c, int dfd, const char *name)
+{
+	c->temps++;
+	c->bytes += allocated(dfd, name);
+}
+
+/* One directory entry: a file of ours, a side file, a leftover, or foreign. */
+static int catalog_consider(struct catalog *c, size_t *cap, const char *dir, int dfd,
+			    const char *name)
+{
+	char base[SCHEMA_NAME_LEN];
+	enum schema_kind kind;
+	int64_t start;
+	unsigned seq;
+	struct stat st;
+
+	if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, RETENTION_LOCK))
+		return 0;
+	if (side_file_base(name, base)) {
+		if (!exists_at(dfd, base))
+			catalog_leftover(c, dfd, name);
+		return 0;
+	}
+	if (schema_is_temp_name(name)) {
+		if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
+			c->foreign++; /* not something catalog_remove_temps may unlink */
+		else
+			catalog_leftover(c, dfd, name);
+		return 0;
+	}
+	if (schema_name_classify(name, &kind, &start, &seq)) {
 		c->foreign++;
 		return 0;
 	}
-	snprintf(e->name, sizeof(e->name), "%s", name);
-	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
-		return schema_error(-ENAMETOOLONG, dir, "path too long");
-	rc = entry_fill(path, e);
-	if (rc > 0)
-		c->n++;
-	return rc < 0 ? rc : 0;
+	return catalog_add(c, cap, dir, dfd, name, kind, start, seq);
 }
 
 static int entry_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct catalog_entry *)a)->name,
-		      ((const struct catalog_entry *)b)->name);
+	const struct catalog_entry *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return strcmp(x->name, y->name);
 }
 
-int catalog_scan(const char *dir, struct catalog *out)
+/* Call fn for each entry of dir, until it returns nonzero. */
+static int dir_each(const char *dir, int (*fn)(const char *dir, int dfd, const char *name,
+					       void *ctx), void *ctx)
 {
-	struct catalog c = { 0 };
 	struct dirent *de;
-	size_t cap = 0;
-	DIR *d = NULL;
+	DIR *d = opendir(dir);
 	int rc = 0;
 
-	if (!dir || !out)
-		return schema_error(-EINVAL, dir, "catalog_scan: bad arguments");
-	memset(out, 0, sizeof(*out));
-	d = opendir(dir);
 	if (!d)
 		return schema_error(-errno, dir, "%s", strerror(errno));
 	while (!rc) {
@@ -163,16 +266,40 @@ int catalog_scan(const char *dir, struct catalog *out)
 				rc = schema_error(-errno, dir, "%s", strerror(errno));
 			break;
 		}
-		rc = catalog_consider(&c, &cap, dir, de->d_name);
+		rc = fn(dir, dirfd(d), de->d_name, ctx);
 	}
 	closedir(d);
+	return rc;
+}
+
+struct scan_ctx {
+	struct catalog c;
+	size_t cap;
+};
+
+static int scan_one(const char *dir, int dfd, const char *name, void *ctx)
+{
+	struct scan_ctx *s = ctx;
+
+	return catalog_consider(&s->c, &s->cap, dir, dfd, name);
+}
+
+int catalog_scan(const char *dir, struct catalog *out)
+{
+	struct scan_ctx s = { { 0 }, 0 };
+	int rc;
+
+	if (!dir || !out)
+		return schema_error(-EINVAL, dir, "catalog_scan: bad arguments");
+	memset(out, 0, sizeof(*out));
+	rc = dir_each(dir, scan_one, &s);
 	if (rc) {
-		catalog_free(&c);
+		catalog_free(&s.c);
 		return rc;
 	}
-	if (c.n)
-		qsort(c.entries, c.n, sizeof(*c.entries), entry_cmp);
-	*out = c;
+	if (s.c.n)
+		qsort(s.c.entries, s.c.n, sizeof(*s.c.entries), entry_cmp);
+	*out = s.c;
 	return 0;
 }
 
@@ -181,7 +308,83 @@ void catalog_free(struct catalog *c)
 	if (!c)
 		return;
 	free(c->entries);
-	c->entries = NULL;
-	c->n = 0;
-	c->foreign = 0;
+	memset(c, 0, sizeof(*c));
+}
+
+/* ---- removing leftovers ------------------------------------------------------------ */
+
+/*
+ * Whether a creator holds the temporary file tmp (rollup_file.c): try its
+ * lock. 1 held, 0 free (then *fd holds the lock until the caller closes
+ * it; -1 when tmp is gone or not a regular file).
+ */
+static int tmp_held(int dfd, const char *tmp, int *fd)
+{
+	*fd = openat(dfd, tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+	if (*fd < 0)
+		return 0;
+	if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	close(*fd);
+	*fd = -1;
+	return errno == EWOULDBLOCK;
+}
+
+/* The temporary file a temporary name belongs to (itself, or the file of
+ * its -journal). */
+static void tmp_main(const char *name, char *buf, size_t len)
+{
+	size_t n = strlen(name), jlen = strlen("-journal");
+
+	if (n > jlen && strcmp(name + n - jlen, "-journal") == 0)
+		n -= jlen;
+	snprintf(buf, len, "%.*s", (int)n, name);
+}
+
+struct remove_ctx {
+	size_t removed;
+	int err;
+};
+
+static void remove_name(struct remove_ctx *r, const char *dir, int dfd, const char *name)
+{
+	if (unlinkat(dfd, name, 0) == 0) {
+		r->removed++;
+	} else if (errno != ENOENT && errno != EISDIR && !r->err) {
+		/* keep going: one stuck file must not keep the others */
+		r->err = schema_error(-errno, dir, "unlink %s: %s", name, strerror(errno));
+	}
+}
+
+static int remove_one(const char *dir, int dfd, const char *name, void *ctx)
+{
+	struct remove_ctx *r = ctx;
+	char base[SCHEMA_NAME_LEN + 16];
+	int fd = -1;
+
+	if (schema_is_temp_name(name)) {
+		tmp_main(name, base, sizeof(base));
+		if (!tmp_held(dfd, base, &fd))
+			remove_name(r, dir, dfd, name); /* under its lock, if it has one */
+		if (fd >= 0)
+			close(fd);
+	} else if (side_file_base(name, base) && !exists_at(dfd, base)) {
+		remove_name(r, dir, dfd, name);
+	}
+	return 0;
+}
+
+int catalog_remove_temps(const char *dir, size_t *removed)
+{
+	struct remove_ctx r = { 0, 0 };
+	int rc;
+
+	if (removed)
+		*removed = 0;
+	if (!dir)
+		return schema_error(-EINVAL, NULL, "catalog_remove_temps: no dir");
+	rc = dir_each(dir, remove_one, &r);
+	if (removed)
+		*removed = r.removed;
+	return rc ? rc : r.err;
 }

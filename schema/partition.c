@@ -3,7 +3,10 @@
  *
  * A partition is a SQLite file DIR/raw-YYYYMMDDTHHMMSSZ-SSSS.db holding the
  * rows of one period (see schema.h for the lifecycle). This file names it,
- * creates it, appends to it, reads its metadata and seals it.
+ * creates it, appends to it, reads its metadata and seals it. What every
+ * kind of file shares (names, errors, SQLite helpers, recognising our files,
+ * meta and meta_tables) lives here too; rollup_file.c and catalog.c reach
+ * it through schemaInt.h.
  *
  * Invariants:
  *  1. The name is the identity: period start (UTC, whole seconds, 1970 or
@@ -12,6 +15,8 @@
  *  2. A file is ours iff its header carries application_id 'FLWS' and it has
  *     a meta table. A file that is not ours is refused with -EINVAL before
  *     SQLite opens it, so nothing is ever created or written next to it.
+ *     meta_tables says which kind of file it is (raw tables, or the one
+ *     rollup table); asking a file of one kind to be another is -EINVAL.
  *  3. meta_tables equals the committed rows: the writer keeps this
  *     transaction's counts and min/max in memory and writes the running
  *     totals into meta_tables in the same transaction, just before COMMIT.
@@ -47,7 +52,6 @@
 
 #define NS_PER_SEC 1000000000LL
 #define SEQ_MAX 9999u
-#define NAME_LEN 28 /* strlen("raw-20261127T200000Z-0000.db") */
 #define BUSY_TIMEOUT_MS 5000
 #define SEAL_PROGRESS_OPS 1000 /* VM steps between two looks at cancel */
 
@@ -176,10 +180,6 @@ const char *schema_error_reason(void)
 	return last_error + last_error_reason;
 }
 
-/* Reading a file that is not ours is -EINVAL; failing to write to one we
- * opened as ours is -EIO. */
-enum sql_ctx { SQL_READ, SQL_WRITE };
-
 /* SQLite wants to roll back a hot journal or recover a WAL, which a
  * read-only connection cannot: the file is fine, a read-write open (the
  * seal) repairs it. */
@@ -215,7 +215,7 @@ static int sql_errno(int rc, enum sql_ctx ctx)
 }
 
 /* Record "<path>: <what>: <SQLite's text>" and return the errno for rc. */
-static int sql_fail(sqlite3 *db, int rc, const char *path, const char *what, enum sql_ctx ctx)
+int schema_sql_fail(sqlite3 *db, int rc, const char *path, const char *what, enum sql_ctx ctx)
 {
 	const char *text = sqlite3_errstr(rc);
 	int err = sql_errno(rc, ctx);
@@ -230,16 +230,16 @@ static int sql_fail(sqlite3 *db, int rc, const char *path, const char *what, enu
 
 /* ---- small SQLite helpers --------------------------------------------------- */
 
-static int sql_exec(sqlite3 *db, const char *sql, const char *path, const char *what,
+int schema_sql_exec(sqlite3 *db, const char *sql, const char *path, const char *what,
 		    enum sql_ctx ctx)
 {
 	int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : sql_fail(db, rc, path, what, ctx);
+	return rc == SQLITE_OK ? 0 : schema_sql_fail(db, rc, path, what, ctx);
 }
 
 /* Step a statement that returns no row, then reset it. SQLite's code. */
-static int stmt_run(sqlite3_stmt *st)
+int schema_stmt_run(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
@@ -248,7 +248,7 @@ static int stmt_run(sqlite3_stmt *st)
 }
 
 /* First column of the first row of sql, as an integer or as text. */
-static int sql_query(sqlite3 *db, const char *sql, int64_t *num, char *text, size_t len)
+int schema_sql_query(sqlite3 *db, const char *sql, int64_t *num, char *text, size_t len)
 {
 	sqlite3_stmt *st = NULL;
 	int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
@@ -270,13 +270,13 @@ static int sql_query(sqlite3 *db, const char *sql, int64_t *num, char *text, siz
 }
 
 /* Open an existing file (flags: SQLITE_OPEN_READONLY or _READWRITE). */
-static int db_open(const char *path, int flags, sqlite3 **out)
+int schema_db_open(const char *path, int flags, sqlite3 **out)
 {
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, NULL);
 
 	if (rc != SQLITE_OK) {
-		rc = sql_fail(db, rc, path, "open", SQL_READ);
+		rc = schema_sql_fail(db, rc, path, "open", SQL_READ);
 		sqlite3_close_v2(db);
 		return rc;
 	}
@@ -313,15 +313,27 @@ int64_t partition_period_start(int64_t t_ns, int64_t period_ns)
 	return t_ns - r;
 }
 
-int partition_name_format(char *buf, size_t len, int64_t period_start_ns, unsigned seq)
+static const char *const kind_names[SCHEMA_NKINDS] = {
+	[SCHEMA_KIND_RAW] = "raw",
+	[SCHEMA_KIND_1M] = "1m",
+	[SCHEMA_KIND_1H] = "1h",
+};
+
+const char *schema_kind_name(enum schema_kind k)
+{
+	return (unsigned)k < SCHEMA_NKINDS ? kind_names[k] : NULL;
+}
+
+int schema_name_build(char *buf, size_t len, enum schema_kind k, int64_t period_start_ns,
+		      unsigned seq)
 {
 	time_t secs;
 	struct tm tm;
 	int n;
 
 	if (seq > SEQ_MAX)
-		return schema_error(-ERANGE, NULL, "partition seq %u is above %u", seq, SEQ_MAX);
-	if (!buf || period_start_ns < 0 || period_start_ns % NS_PER_SEC)
+		return schema_error(-ERANGE, NULL, "file seq %u is above %u", seq, SEQ_MAX);
+	if (!buf || !schema_kind_name(k) || period_start_ns < 0 || period_start_ns % NS_PER_SEC)
 		return schema_error(-EINVAL, NULL,
 				    "period start %lld is not a whole second since 1970",
 				    (long long)period_start_ns);
@@ -329,11 +341,17 @@ int partition_name_format(char *buf, size_t len, int64_t period_start_ns, unsign
 	if (!gmtime_r(&secs, &tm))
 		return schema_error(-EINVAL, NULL, "period start %lld out of range",
 				    (long long)period_start_ns);
-	n = snprintf(buf, len, "raw-%04d%02d%02dT%02d%02d%02dZ-%04u.db", tm.tm_year + 1900,
-		     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, seq);
+	n = snprintf(buf, len, "%s-%04d%02d%02dT%02d%02d%02dZ-%04u.db", kind_names[k],
+		     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		     tm.tm_sec, seq);
 	if (n < 0 || (size_t)n >= len)
-		return schema_error(-ENAMETOOLONG, NULL, "partition name needs %d bytes", n + 1);
+		return schema_error(-ENAMETOOLONG, NULL, "file name needs %d bytes", n + 1);
 	return 0;
+}
+
+int partition_name_format(char *buf, size_t len, int64_t period_start_ns, unsigned seq)
+{
+	return schema_name_build(buf, len, SCHEMA_KIND_RAW, period_start_ns, seq);
 }
 
 static int digits(const char *s, int n)
@@ -346,48 +364,58 @@ static int digits(const char *s, int n)
 }
 
 /* Fields of a name that has the right shape; the round trip judges them. */
-static int name_fields(const char *name, struct tm *tm, unsigned *seq)
+static int name_fields(const char *name, const char *prefix, struct tm *tm, unsigned *seq)
 {
-	static const char shape[] = "raw-########T######Z-####.db";
+	static const char shape[] = "-########T######Z-####.db";
+	const size_t plen = strlen(prefix), slen = sizeof(shape) - 1;
+	const char *s = name + plen;
 
-	if (strnlen(name, NAME_LEN + 1) != NAME_LEN)
+	if (strncmp(name, prefix, plen) || strnlen(s, slen + 1) != slen)
 		return -EINVAL;
-	for (int i = 0; i < NAME_LEN; i++) {
-		int digit = name[i] >= '0' && name[i] <= '9';
+	for (size_t i = 0; i < slen; i++) {
+		int digit = s[i] >= '0' && s[i] <= '9';
 
-		if (shape[i] == '#' ? !digit : name[i] != shape[i])
+		if (shape[i] == '#' ? !digit : s[i] != shape[i])
 			return -EINVAL;
 	}
 	memset(tm, 0, sizeof(*tm));
-	tm->tm_year = digits(name + 4, 4) - 1900;
-	tm->tm_mon = digits(name + 8, 2) - 1;
-	tm->tm_mday = digits(name + 10, 2);
-	tm->tm_hour = digits(name + 13, 2);
-	tm->tm_min = digits(name + 15, 2);
-	tm->tm_sec = digits(name + 17, 2);
-	*seq = (unsigned)digits(name + 21, 4);
+	tm->tm_year = digits(s + 1, 4) - 1900;
+	tm->tm_mon = digits(s + 5, 2) - 1;
+	tm->tm_mday = digits(s + 7, 2);
+	tm->tm_hour = digits(s + 10, 2);
+	tm->tm_min = digits(s + 12, 2);
+	tm->tm_sec = digits(s + 14, 2);
+	*seq = (unsigned)digits(s + 18, 4);
 	return 0;
 }
 
-int partition_name_parse(const char *name, int64_t *period_start_ns, unsigned *seq)
+int schema_name_split(const char *name, enum schema_kind k, int64_t *period_start_ns,
+		      unsigned *seq)
 {
 	char again[SCHEMA_NAME_LEN];
 	struct tm tm;
 	unsigned s;
 	time_t secs;
 
-	if (!name || name_fields(name, &tm, &s))
-		return schema_error(-EINVAL, name, "not a partition name");
+	if (!name || !schema_kind_name(k) || name_fields(name, kind_names[k], &tm, &s))
+		return -EINVAL;
 	secs = timegm(&tm);
 	/* timegm normalises 20261332 into 2027; reformatting catches it */
 	if (secs < 0 || secs > INT64_MAX / NS_PER_SEC ||
-	    partition_name_format(again, sizeof(again), (int64_t)secs * NS_PER_SEC, s) ||
+	    schema_name_build(again, sizeof(again), k, (int64_t)secs * NS_PER_SEC, s) ||
 	    strcmp(again, name))
-		return schema_error(-EINVAL, name, "not a partition name");
+		return -EINVAL;
 	if (period_start_ns)
 		*period_start_ns = (int64_t)secs * NS_PER_SEC;
 	if (seq)
 		*seq = s;
+	return 0;
+}
+
+int partition_name_parse(const char *name, int64_t *period_start_ns, unsigned *seq)
+{
+	if (schema_name_split(name, SCHEMA_KIND_RAW, period_start_ns, seq))
+		return schema_error(-EINVAL, name, "not a partition name");
 	return 0;
 }
 
@@ -436,12 +464,61 @@ int schema_header_read(const char *path, struct schema_header *h)
 	return rc;
 }
 
+/* "file:<path>?mode=ro[&immutable=1]", with the characters a URI gives
+ * meaning to escaped. */
+int schema_ro_uri(char *uri, size_t len, const char *path, int immutable)
+{
+	size_t n = (size_t)snprintf(uri, len, "file:%s", path[0] == '/' ? "//" : "");
+
+	for (const char *p = path; *p && n + 4 < len; p++) {
+		if (*p == '%' || *p == '?' || *p == '#')
+			n += (size_t)snprintf(uri + n, len - n, "%%%02X", (unsigned char)*p);
+		else
+			uri[n++] = *p;
+	}
+	if (n + 4 >= len)
+		return -ENAMETOOLONG;
+	uri[n] = 0;
+	n += (size_t)snprintf(uri + n, len - n, "?mode=ro%s", immutable ? "&immutable=1" : "");
+	return n < len ? 0 : -ENAMETOOLONG;
+}
+
+/*
+ * A WAL-mode file with no -wal beside it: closed by its writer (the last
+ * connection checkpointed and removed the WAL), not yet sealed. A plain
+ * read-only open would create -wal and -shm next to it, and listings
+ * (catalog, dry runs) must not change the dir; every committed row is in the
+ * main file, so it is read as immutable. A writer that opens it meanwhile
+ * (only the sealer, on the daemon's own thread that also lists) changes the
+ * WAL, not the main file, until its checkpoint.
+ */
+static int open_closed_wal(const char *path, sqlite3 **out)
+{
+	char uri[PATH_MAX * 3 + 32];
+	sqlite3 *db = NULL;
+	int rc;
+
+	rc = schema_ro_uri(uri, sizeof(uri), path, 1);
+	if (rc)
+		return schema_error(rc, path, "path too long");
+	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		rc = schema_sql_fail(db, rc, path, "open", SQL_READ);
+		sqlite3_close_v2(db);
+		return rc;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	*out = db;
+	return 0;
+}
+
 /*
  * Open path if it is ours: the header is checked before SQLite sees the
  * file, then again through SQLite (the header may be newer in the WAL).
  * *version is the file's schema version.
  */
-static int open_ours(const char *path, int flags, sqlite3 **out, int *version)
+int schema_open_ours(const char *path, int flags, sqlite3 **out, int *version)
 {
 	struct schema_header h;
 	sqlite3 *db = NULL;
@@ -453,14 +530,17 @@ static int open_ours(const char *path, int flags, sqlite3 **out, int *version)
 	if (h.application_id != SCHEMA_APPLICATION_ID)
 		return schema_error(-EINVAL, path, "application_id 0x%08x is not flowstore's",
 				    h.application_id);
-	rc = db_open(path, flags, &db);
+	if ((flags & SQLITE_OPEN_READONLY) && h.wal && !schema_side_file_exists(path, "-wal"))
+		rc = open_closed_wal(path, &db);
+	else
+		rc = schema_db_open(path, flags, &db);
 	if (rc)
 		return rc;
-	rc = sql_query(db, "PRAGMA application_id", &app, NULL, 0);
+	rc = schema_sql_query(db, "PRAGMA application_id", &app, NULL, 0);
 	if (rc == SQLITE_OK)
-		rc = sql_query(db, "PRAGMA user_version", &ver, NULL, 0);
+		rc = schema_sql_query(db, "PRAGMA user_version", &ver, NULL, 0);
 	if (rc != SQLITE_OK)
-		rc = sql_fail(db, rc, path, "reading the header", SQL_READ);
+		rc = schema_sql_fail(db, rc, path, "reading the header", SQL_READ);
 	else if (app != SCHEMA_APPLICATION_ID)
 		rc = schema_error(-EINVAL, path, "application_id 0x%08llx is not flowstore's",
 				  (unsigned long long)app);
@@ -692,9 +772,9 @@ int partition_begin(struct partition *p)
 		return schema_error(-EINVAL, NULL, "partition_begin: no partition");
 	if (p->in_txn)
 		return schema_error(-EINVAL, p->path, "partition_begin: a transaction is open");
-	rc = stmt_run(p->begin);
+	rc = schema_stmt_run(p->begin);
 	if (rc != SQLITE_OK)
-		return sql_fail(p->db, rc, p->path, "begin", SQL_WRITE);
+		return schema_sql_fail(p->db, rc, p->path, "begin", SQL_WRITE);
 	memset(p->pending, 0, sizeof(p->pending));
 	p->in_txn = 1;
 	return 0;
@@ -715,9 +795,9 @@ int partition_add(struct partition *p, const struct schema_row *row)
 	st = p->insert[row->table];
 	rc = bind_row(p, row, &ts, &ts_end);
 	if (rc == SQLITE_OK)
-		rc = stmt_run(st);
+		rc = schema_stmt_run(st);
 	if (rc != SQLITE_OK)
-		return sql_fail(p->db, rc, p->path, table_defs[row->table].name, SQL_WRITE);
+		return schema_sql_fail(p->db, rc, p->path, table_defs[row->table].name, SQL_WRITE);
 	stats_add(&p->pending[row->table], ts, ts_end);
 	return 0;
 }
@@ -744,11 +824,11 @@ static int write_stats(struct partition *p, enum schema_table t, const struct ta
 	if (b.rc == SQLITE_OK)
 		b.rc = sqlite3_bind_text(b.st, b.col, table_defs[t].name, -1, SQLITE_STATIC);
 	if (b.rc == SQLITE_OK)
-		b.rc = stmt_run(b.st);
+		b.rc = schema_stmt_run(b.st);
 	if (b.rc == SQLITE_OK && sqlite3_changes(p->db) != 1)
 		return schema_error(-EIO, p->path, "meta_tables has no row for %s",
 				    table_defs[t].name);
-	return b.rc == SQLITE_OK ? 0 : sql_fail(p->db, b.rc, p->path, "meta_tables", SQL_WRITE);
+	return b.rc == SQLITE_OK ? 0 : schema_sql_fail(p->db, b.rc, p->path, "meta_tables", SQL_WRITE);
 }
 
 int partition_commit(struct partition *p)
@@ -769,9 +849,9 @@ int partition_commit(struct partition *p)
 		if (rc)
 			return rc;
 	}
-	rc = stmt_run(p->commit);
+	rc = schema_stmt_run(p->commit);
 	if (rc != SQLITE_OK)
-		return sql_fail(p->db, rc, p->path, "commit", SQL_WRITE);
+		return schema_sql_fail(p->db, rc, p->path, "commit", SQL_WRITE);
 	memcpy(p->committed, total, sizeof(total));
 	memset(p->pending, 0, sizeof(p->pending));
 	p->in_txn = 0;
@@ -783,7 +863,7 @@ void partition_rollback(struct partition *p)
 	if (!p)
 		return;
 	if (!sqlite3_get_autocommit(p->db))
-		stmt_run(p->rollback); /* fails only if SQLite already rolled back */
+		schema_stmt_run(p->rollback); /* fails only if SQLite already rolled back */
 	memset(p->pending, 0, sizeof(p->pending));
 	p->in_txn = 0;
 }
@@ -863,9 +943,9 @@ static int insert_meta_row(struct partition *p, int64_t start, int64_t period_ns
 	bind_int(&b, seq);
 	bind_int(&b, created_ns);
 	if (b.rc == SQLITE_OK)
-		b.rc = stmt_run(st);
+		b.rc = schema_stmt_run(st);
 	sqlite3_finalize(st);
-	return b.rc == SQLITE_OK ? 0 : sql_fail(p->db, b.rc, p->path, "meta", SQL_WRITE);
+	return b.rc == SQLITE_OK ? 0 : schema_sql_fail(p->db, b.rc, p->path, "meta", SQL_WRITE);
 }
 
 /* The whole schema in one transaction, in rollback-journal mode (invariant 4). */
@@ -873,31 +953,31 @@ static int create_schema(struct partition *p, int64_t start, int64_t period_ns,
 			 unsigned seq, int64_t created_ns)
 {
 	char pragmas[96];
-	int rc = sql_exec(p->db, "BEGIN IMMEDIATE", p->path, "create", SQL_WRITE);
+	int rc = schema_sql_exec(p->db, "BEGIN IMMEDIATE", p->path, "create", SQL_WRITE);
 
 	for (int v = 1; !rc && v <= SCHEMA_VERSION; v++)
-		rc = sql_exec(p->db, schema_migrations[v], p->path, "create tables", SQL_WRITE);
+		rc = schema_sql_exec(p->db, schema_migrations[v], p->path, "create tables", SQL_WRITE);
 	snprintf(pragmas, sizeof(pragmas), "PRAGMA application_id = %u; PRAGMA user_version = %d",
 		 SCHEMA_APPLICATION_ID, SCHEMA_VERSION);
 	if (!rc)
-		rc = sql_exec(p->db, pragmas, p->path, "create", SQL_WRITE);
+		rc = schema_sql_exec(p->db, pragmas, p->path, "create", SQL_WRITE);
 	if (!rc)
 		rc = insert_meta_row(p, start, period_ns, seq, created_ns);
 	if (!rc)
-		rc = sql_exec(p->db, "COMMIT", p->path, "create", SQL_WRITE);
+		rc = schema_sql_exec(p->db, "COMMIT", p->path, "create", SQL_WRITE);
 	return rc; /* on failure, closing the connection rolls back */
 }
 
 static int set_open_pragmas(struct partition *p)
 {
 	char mode[16] = "";
-	int rc = sql_query(p->db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode));
+	int rc = schema_sql_query(p->db, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode));
 
 	if (rc != SQLITE_OK)
-		return sql_fail(p->db, rc, p->path, "journal_mode", SQL_WRITE);
+		return schema_sql_fail(p->db, rc, p->path, "journal_mode", SQL_WRITE);
 	if (strcmp(mode, "wal"))
 		return schema_error(-EIO, p->path, "journal_mode is '%s', not 'wal'", mode);
-	return sql_exec(p->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768",
+	return schema_sql_exec(p->db, "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768",
 			p->path, "pragmas", SQL_WRITE);
 }
 
@@ -905,7 +985,7 @@ static int prepare(struct partition *p, const char *sql, sqlite3_stmt **st)
 {
 	int rc = sqlite3_prepare_v3(p->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
 
-	return rc == SQLITE_OK ? 0 : sql_fail(p->db, rc, p->path, "prepare", SQL_WRITE);
+	return rc == SQLITE_OK ? 0 : schema_sql_fail(p->db, rc, p->path, "prepare", SQL_WRITE);
 }
 
 static int prepare_statements(struct partition *p)
@@ -947,7 +1027,7 @@ int partition_create(const char *dir, int64_t period_start_ns, int64_t period_ns
 			partition_free(p);
 		return rc;
 	}
-	rc = db_open(p->path, SQLITE_OPEN_READWRITE, &p->db);
+	rc = schema_db_open(p->path, SQLITE_OPEN_READWRITE, &p->db);
 	if (!rc)
 		rc = create_schema(p, period_start_ns, period_ns, seq, created_ns);
 	if (!rc)
@@ -994,7 +1074,7 @@ static int read_meta_row(sqlite3 *db, const char *path, struct partition_meta *m
 	sqlite3_finalize(st);
 	if (rc == SQLITE_EMPTY)
 		return schema_error(-EINVAL, path, "meta does not hold exactly one row");
-	return rc == SQLITE_OK ? 0 : sql_fail(db, rc, path, "meta", SQL_READ);
+	return rc == SQLITE_OK ? 0 : schema_sql_fail(db, rc, path, "meta", SQL_READ);
 }
 
 static int table_index(const char *name)
@@ -1005,22 +1085,69 @@ static int table_index(const char *name)
 	return -1;
 }
 
-static int read_meta_tables(sqlite3 *db, const char *path, struct partition_meta *m)
+/* The slot in partition_meta.tables a meta_tables row fills, and the kind
+ * of file that has such a table; -1 for a table this build does not know
+ * (a later version's). */
+static int meta_slot(const char *name, enum schema_kind *kind)
+{
+	int t = table_index(name);
+
+	if (t >= 0) {
+		*kind = SCHEMA_KIND_RAW;
+		return t;
+	}
+	for (int k = SCHEMA_KIND_1M; name && k < SCHEMA_NKINDS; k++) {
+		if (strcmp(name, rollup_table_name((enum schema_kind)k)) == 0) {
+			*kind = (enum schema_kind)k;
+			return SCHEMA_ROLLUP_META;
+		}
+	}
+	return -1;
+}
+
+/* The kind whose tables meta_tables lists: exactly one kind, all of its
+ * tables (seen[k]: a bit per slot). */
+static int meta_kind(const char *path, const unsigned seen[SCHEMA_NKINDS], enum schema_kind *kind)
+{
+	static const unsigned all[SCHEMA_NKINDS] = {
+		[SCHEMA_KIND_RAW] = (1u << SCHEMA_NTABLES) - 1,
+		[SCHEMA_KIND_1M] = 1u << SCHEMA_ROLLUP_META,
+		[SCHEMA_KIND_1H] = 1u << SCHEMA_ROLLUP_META,
+	};
+	int found = -1;
+
+	for (int k = 0; k < SCHEMA_NKINDS; k++) {
+		if (!seen[k])
+			continue;
+		if (found >= 0)
+			return schema_error(-EINVAL, path, "meta_tables lists tables of %s and %s files",
+					    kind_names[found], kind_names[k]);
+		found = k;
+	}
+	if (found < 0 || seen[found] != all[found])
+		return schema_error(-EINVAL, path, "meta_tables lacks a table");
+	*kind = (enum schema_kind)found;
+	return 0;
+}
+
+static int read_meta_tables(sqlite3 *db, const char *path, struct partition_meta *m,
+			    enum schema_kind *kind)
 {
 	sqlite3_stmt *st = NULL;
-	unsigned seen = 0;
+	unsigned seen[SCHEMA_NKINDS] = { 0 };
 	int rc = sqlite3_prepare_v2(db,
 				    "SELECT name, rows, ifnull(ts_min, 0), ifnull(ts_max, 0),"
 				    " ifnull(ts_end_min, 0), ifnull(ts_end_max, 0) FROM meta_tables",
 				    -1, &st, NULL);
 
 	while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		int t = table_index((const char *)sqlite3_column_text(st, 0));
+		enum schema_kind k;
+		int t = meta_slot((const char *)sqlite3_column_text(st, 0), &k);
 
 		rc = SQLITE_OK;
 		if (t < 0)
-			continue; /* a later version's table */
-		seen |= 1u << t;
+			continue;
+		seen[k] |= 1u << t;
 		m->tables[t].rows = (uint64_t)sqlite3_column_int64(st, 1);
 		m->tables[t].ts_min = sqlite3_column_int64(st, 2);
 		m->tables[t].ts_max = sqlite3_column_int64(st, 3);
@@ -1029,38 +1156,51 @@ static int read_meta_tables(sqlite3 *db, const char *path, struct partition_meta
 	}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return sql_fail(db, rc, path, "meta_tables", SQL_READ);
-	if (seen != (1u << SCHEMA_NTABLES) - 1)
-		return schema_error(-EINVAL, path, "meta_tables lacks a table");
-	return 0;
+		return schema_sql_fail(db, rc, path, "meta_tables", SQL_READ);
+	return meta_kind(path, seen, kind);
 }
 
-static int read_meta(sqlite3 *db, const char *path, struct partition_meta *out)
+int schema_meta_read(sqlite3 *db, const char *path, enum schema_kind *kind,
+		     struct partition_meta *out)
 {
 	/* one read transaction: meta and meta_tables of the same commit */
 	int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
 
 	if (rc != SQLITE_OK)
-		return sql_fail(db, rc, path, "begin", SQL_READ);
+		return schema_sql_fail(db, rc, path, "begin", SQL_READ);
 	rc = read_meta_row(db, path, out);
 	if (!rc)
-		rc = read_meta_tables(db, path, out);
+		rc = read_meta_tables(db, path, out, kind);
 	sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+	return rc;
+}
+
+int schema_file_read_meta(const char *path, enum schema_kind *kind, struct partition_meta *out)
+{
+	sqlite3 *db = NULL;
+	int version, rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = schema_open_ours(path, SQLITE_OPEN_READONLY, &db, &version);
+	if (!rc)
+		rc = schema_meta_read(db, path, kind, out);
+	sqlite3_close_v2(db);
 	return rc;
 }
 
 int partition_read_meta(const char *path, struct partition_meta *out)
 {
-	sqlite3 *db = NULL;
-	int version, rc;
+	enum schema_kind kind = SCHEMA_KIND_RAW;
+	int rc;
 
 	if (!path || !out)
 		return schema_error(-EINVAL, path, "partition_read_meta: bad arguments");
-	memset(out, 0, sizeof(*out));
-	rc = open_ours(path, SQLITE_OPEN_READONLY, &db, &version);
-	if (!rc)
-		rc = read_meta(db, path, out);
-	sqlite3_close_v2(db);
+	rc = schema_file_read_meta(path, &kind, out);
+	if (!rc && kind != SCHEMA_KIND_RAW) {
+		memset(out, 0, sizeof(*out));
+		rc = schema_error(-EINVAL, path, "a %s rollup file, not a raw partition",
+				  kind_names[kind]);
+	}
 	return rc;
 }
 
@@ -1083,24 +1223,24 @@ static int seal_done(sqlite3 *db, const char *path, int *done)
 {
 	char mode[16] = "";
 	int64_t sealed = 0;
-	int rc = sql_query(db, "SELECT sealed FROM meta", &sealed, NULL, 0);
+	int rc = schema_sql_query(db, "SELECT sealed FROM meta", &sealed, NULL, 0);
 
 	if (rc == SQLITE_OK) /* after a read, so SQLite has seen the WAL */
-		rc = sql_query(db, "PRAGMA journal_mode", NULL, mode, sizeof(mode));
+		rc = schema_sql_query(db, "PRAGMA journal_mode", NULL, mode, sizeof(mode));
 	if (rc != SQLITE_OK)
-		return sql_fail(db, rc, path, "meta", SQL_READ);
+		return schema_sql_fail(db, rc, path, "meta", SQL_READ);
 	*done = sealed && strcmp(mode, "delete") == 0 && !schema_side_file_exists(path, "-wal");
 	return 0;
 }
 
 static int seal_indexes(sqlite3 *db, const char *path, int version)
 {
-	int rc = sql_exec(db, "BEGIN IMMEDIATE", path, "seal: begin", SQL_WRITE);
+	int rc = schema_sql_exec(db, "BEGIN IMMEDIATE", path, "seal: begin", SQL_WRITE);
 
 	if (!rc)
-		rc = sql_exec(db, schema_seal_indexes[version], path, "seal: indexes", SQL_WRITE);
+		rc = schema_sql_exec(db, schema_seal_indexes[version], path, "seal: indexes", SQL_WRITE);
 	if (!rc)
-		rc = sql_exec(db, "COMMIT", path, "seal: indexes", SQL_WRITE);
+		rc = schema_sql_exec(db, "COMMIT", path, "seal: indexes", SQL_WRITE);
 	if (rc && !sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	return rc;
@@ -1111,15 +1251,15 @@ static int seal_journal(sqlite3 *db, const char *path)
 {
 	char mode[16] = "";
 	int64_t busy = 0;
-	int rc = sql_query(db, "PRAGMA wal_checkpoint(TRUNCATE)", &busy, NULL, 0);
+	int rc = schema_sql_query(db, "PRAGMA wal_checkpoint(TRUNCATE)", &busy, NULL, 0);
 
 	if (rc != SQLITE_OK)
-		return sql_fail(db, rc, path, "seal: checkpoint", SQL_WRITE);
+		return schema_sql_fail(db, rc, path, "seal: checkpoint", SQL_WRITE);
 	if (busy)
 		return schema_error(-EBUSY, path, "seal: checkpoint blocked by readers");
-	rc = sql_query(db, "PRAGMA journal_mode = DELETE", NULL, mode, sizeof(mode));
+	rc = schema_sql_query(db, "PRAGMA journal_mode = DELETE", NULL, mode, sizeof(mode));
 	if (rc != SQLITE_OK)
-		return sql_fail(db, rc, path, "seal: journal_mode", SQL_WRITE);
+		return schema_sql_fail(db, rc, path, "seal: journal_mode", SQL_WRITE);
 	if (strcmp(mode, "delete"))
 		return schema_error(-EBUSY, path, "seal: still '%s': the file is open elsewhere", mode);
 	return 0;
@@ -1151,13 +1291,13 @@ static int seal_mark(sqlite3 *db, const char *path, int64_t sealed_ns)
 	if (rc == SQLITE_OK)
 		rc = sqlite3_exec(db, "BEGIN EXCLUSIVE", NULL, NULL, NULL);
 	if (rc == SQLITE_OK)
-		rc = stmt_run(st);
+		rc = schema_stmt_run(st);
 	if (rc == SQLITE_OK) {
 		remove_stale_wal(path);
 		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
 	}
 	if (rc != SQLITE_OK)
-		rc = sql_fail(db, rc, path, "seal: meta", SQL_WRITE);
+		rc = schema_sql_fail(db, rc, path, "seal: meta", SQL_WRITE);
 	if (!sqlite3_get_autocommit(db))
 		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(st);
@@ -1175,7 +1315,7 @@ static int seal_steps(sqlite3 *db, const char *path, int version, int64_t sealed
 	 * partition (3.96 s vs 4.02 s) at a third of the peak memory; sorter
 	 * threads measured slower */
 	if (!rc)
-		rc = sql_exec(db, "PRAGMA cache_size = -16384", path, "seal: pragmas", SQL_WRITE);
+		rc = schema_sql_exec(db, "PRAGMA cache_size = -16384", path, "seal: pragmas", SQL_WRITE);
 	if (!rc)
 		rc = seal_indexes(db, path, version);
 	if (!rc)
@@ -1183,7 +1323,7 @@ static int seal_steps(sqlite3 *db, const char *path, int version, int64_t sealed
 	if (!rc)
 		/* sampled statistics: enough for the planner to pick an index,
 		 * at a fraction of a full ANALYZE's cost on millions of rows */
-		rc = sql_exec(db, "PRAGMA analysis_limit = 2000; ANALYZE", path,
+		rc = schema_sql_exec(db, "PRAGMA analysis_limit = 2000; ANALYZE", path,
 			      "seal: analyze", SQL_WRITE);
 	if (!rc)
 		rc = seal_cancelled(cancel, path);
@@ -1197,10 +1337,24 @@ static int seal_steps(sqlite3 *db, const char *path, int version, int64_t sealed
 	return rc;
 }
 
+/* Only raw partitions are sealed; a rollup file stays as it is. */
+static int seal_check_kind(sqlite3 *db, const char *path)
+{
+	struct partition_meta m = { 0 };
+	enum schema_kind kind = SCHEMA_KIND_RAW;
+	int rc = read_meta_tables(db, path, &m, &kind);
+
+	if (!rc && kind != SCHEMA_KIND_RAW)
+		rc = schema_error(-EINVAL, path, "a %s rollup file: never sealed", kind_names[kind]);
+	return rc;
+}
+
 static int seal_open_once(const char *path, sqlite3 **db, int *version, int *done)
 {
-	int rc = open_ours(path, SQLITE_OPEN_READWRITE, db, version);
+	int rc = schema_open_ours(path, SQLITE_OPEN_READWRITE, db, version);
 
+	if (!rc)
+		rc = seal_check_kind(*db, path);
 	return rc ? rc : seal_done(*db, path, done);
 }
 

@@ -15,7 +15,9 @@
  *
  * The file system is the catalog: a partition exists iff its file exists.
  * Names sort by time: raw-YYYYMMDDTHHMMSSZ-SSSS.db (period start in UTC, then
- * a sequence number for partitions rolled over at the row cap).
+ * a sequence number for partitions rolled over at the row cap). Rollup
+ * files (1m-*.db, 1h-*.db) are further kinds of file in the same dir; see
+ * "kinds of file, and rollup files" below.
  *
  * Functions return 0 or a negative errno; SQLite errors map to -EIO (file
  * broken), -ENOSPC (SQLITE_FULL), -EBUSY, -EINVAL (not a partition of ours)
@@ -181,6 +183,98 @@ int partition_seal(const char *path, int64_t sealed_ns, const atomic_int *cancel
  * opened immutable=1. 1 or 0. */
 int partition_seal_complete(const char *path, const struct partition_meta *m);
 
+/* ---- kinds of file, and rollup files ------------------------------------------ */
+
+/*
+ * A data dir holds three kinds of file, told apart by the name's prefix
+ * (same shape otherwise, so `ls` sorts each kind by time):
+ *   raw-YYYYMMDDTHHMMSSZ-SSSS.db   raw rows (flows, connections, tcp_states)
+ *   1m-YYYYMMDDT000000Z-0000.db    flows_1m: per-minute rollups of one UTC day
+ *   1h-YYYYMM01T000000Z-0000.db    flows_1h: per-hour rollups of one UTC month
+ * Rollup files are written only by retention/rollup.c, one transaction per
+ * raw partition rolled into them; they stay in rollback-journal mode with
+ * their indexes from creation and are never "sealed" (late rows of a raw
+ * partition rolled up later may still land in them). Their file mode is
+ * 0644; they are deleted whole, like raw partitions.
+ */
+enum schema_kind {
+	SCHEMA_KIND_RAW = 0,
+	SCHEMA_KIND_1M = 1,
+	SCHEMA_KIND_1H = 2,
+	SCHEMA_NKINDS = 3,
+};
+
+/* "raw", "1m", "1h" (also the name prefix and partitions.kind). */
+const char *schema_kind_name(enum schema_kind k);
+
+/* Any of our file names: kind, period start, seq. -EINVAL if not one. */
+int schema_name_parse(const char *name, enum schema_kind *kind, int64_t *period_start_ns,
+		      unsigned *seq);
+
+/* A rollup file's name for the period holding t (its start: 00:00 UTC of
+ * t's day for 1m, the 1st of t's month for 1h). 0, -EINVAL (raw kind or
+ * t before 1970), -ENAMETOOLONG. */
+int rollup_name_format(char *buf, size_t len, enum schema_kind k, int64_t t_ns);
+
+/* Parse a name of kind k only (1m or 1h); the signature of
+ * partition_name_parse, so the query side can list either. */
+int rollup_1m_name_parse(const char *name, int64_t *period_start_ns, unsigned *seq);
+int rollup_1h_name_parse(const char *name, int64_t *period_start_ns, unsigned *seq);
+
+/* Bucket width of kind k in ns: 60 s for 1m, 3600 s for 1h (0 for raw). */
+int64_t rollup_bucket_ns(enum schema_kind k);
+
+/* The period [*start, *end) of the k-file holding t (a UTC day for 1m, a UTC
+ * calendar month for 1h; both t for raw, whose periods are not calendar
+ * ones). */
+void rollup_period(enum schema_kind k, int64_t t_ns, int64_t *start, int64_t *end);
+
+/* The one table of a rollup file ("flows_1m" or "flows_1h"). Its metadata
+ * is in partition_meta.tables[SCHEMA_ROLLUP_META] (the other entries are
+ * zero); ts_end_* are 0. */
+const char *rollup_table_name(enum schema_kind k);
+#define SCHEMA_ROLLUP_META SCHEMA_FLOWS
+
+/* Read a rollup file's metadata (meta.sealed is 0). Errors as
+ * partition_read_meta. */
+int rollup_read_meta(const char *path, struct partition_meta *out);
+
+/*
+ * Run one rollup step inside the k-file of dir whose period starts at
+ * period_start_ns (created if missing: built under a temporary name,
+ * ".<name>.tmp", and renamed into place, so a file with our name is always
+ * whole). In one IMMEDIATE transaction: if `source` (a raw partition's
+ * name) is already in the file's `rolled` table, nothing happens and
+ * *done_before = 1; else the raw file at source_path is attached read-only
+ * as "src", insert_select (an INSERT INTO <table> ... SELECT ... FROM src.*
+ * statement; parameters ?1 and ?2 bound to the period's [start, end) in ns)
+ * runs, the mark (source, source_rows, rows added, now_ns) is inserted,
+ * meta_tables is brought up to date, and it commits: the rows and the mark
+ * commit together or not at all. *rows_added gets the rows inserted.
+ * Waits up to busy_ms for readers/other writers (-EBUSY after that).
+ */
+int rollup_file_apply(const char *dir, enum schema_kind k, int64_t period_start_ns,
+		      const char *source, const char *source_path, uint64_t source_rows,
+		      const char *insert_select, int64_t now_ns, int busy_ms,
+		      uint64_t *rows_added, int *done_before);
+
+/* Whether `source` is marked in the k-file at path: 1 yes, 0 no, or a
+ * negative errno (-ENOENT: no such file; -EINVAL: not a rollup file). Reads
+ * only; a hot journal a crash left is rolled back first (a read-write
+ * open, as the next rollup step would). */
+int rollup_file_has(const char *path, const char *source);
+
+/* The sources marked in the k-file at path, sorted, as one malloc'ed array
+ * of *n names (free with free(); NULL when *n is 0). 0 or a negative errno,
+ * as rollup_file_has. */
+int rollup_file_sources(const char *path, char (**names)[SCHEMA_NAME_LEN], size_t *n);
+
+/* A temporary name of ours (".1m-....db.tmp", ".1h-....db.tmp" and their
+ * -journal side files; the part between "." and ".tmp" a valid rollup file
+ * name): a leftover of an interrupted creation, or a creation in progress
+ * (catalog_remove_temps tells them apart). 1 or 0. */
+int schema_is_temp_name(const char *name);
+
 /* ---- the catalog: the partition files of a data dir -------------------------- */
 
 enum catalog_status {
@@ -191,23 +285,37 @@ enum catalog_status {
 
 struct catalog_entry {
 	char name[SCHEMA_NAME_LEN];
+	enum schema_kind kind;
 	int64_t period_start_ns;
 	unsigned seq;
-	enum catalog_status status;
-	int needs_seal; /* open, or sealed but a step of sealing is missing */
+	enum catalog_status status; /* rollup files: CATALOG_OPEN (never sealed) */
+	int needs_seal; /* raw only: open, or sealed but a step of sealing is missing */
+	int has_meta;   /* meta is valid */
+	struct partition_meta meta;
+	uint64_t bytes; /* allocated on disk (st_blocks), side files included */
 	char error[128];  /* why, for CATALOG_BROKEN */
 };
 
 struct catalog {
-	struct catalog_entry *entries; /* sorted by name, i.e. by time */
+	struct catalog_entry *entries; /* sorted by kind (raw, 1m, 1h), then by time */
 	size_t n;
 	size_t foreign; /* files that are not ours (left alone) */
+	size_t temps;   /* our temporary files (schema_is_temp_name) */
+	uint64_t bytes; /* entries' bytes + temps' */
 };
 
-/* List dir's partitions. SQLite's side files (-wal, -shm, -journal) are not
- * counted as foreign. Free with catalog_free. */
+/* List dir's partitions and rollup files, read-only. SQLite's side files
+ * (-wal, -shm, -journal) of our names are not counted as foreign; side files
+ * whose main file is gone are counted in temps (an interrupted delete).
+ * DIR/.retention.lock is ours and counted nowhere. Free with catalog_free. */
 int catalog_scan(const char *dir, struct catalog *out);
 void catalog_free(struct catalog *c);
+
+/* Unlink dir's leftovers: every temporary name (schema_is_temp_name) but
+ * those a creation in progress holds, and every side file of our names
+ * whose main file is gone; never anything else. *removed (may be NULL)
+ * gets how many. 0, or the first error (the others are still tried). */
+int catalog_remove_temps(const char *dir, size_t *removed);
 
 /* Text of the last error on this thread (never NULL). */
 const char *schema_last_error(void);

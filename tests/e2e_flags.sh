@@ -115,4 +115,14 @@ for _ in $(seq 50); do grep -q 'data in' "$T/first" && break; sleep 0.1; done
 expect_exit 1 "in use by another flowstored" --data "$D" --source synthetic --count 1
 kill -TERM "$first"
 wait "$first" || fail "first daemon exited $?"
+# Retention flags, the daemon's and `flowstored retention`'s.
+expect_usage_error "--max-disk: 'huge'" --data "$D" --max-disk huge
+expect_usage_error "--retain-raw: '10s'" --data "$D" --retain-raw 10s
+expect_usage_error "unknown option '--dry-run'" --data "$D" --dry-run
+expect_exit 2 "flowstored retention: unknown option '--source'" retention --data "$D" --source bpf
+grep -q '^usage: flowstored retention' "$T/err" || fail "no retention usage after the error"
+expect_exit 2 "flowstored retention: --min-free: '-1'" retention --data "$D" --min-free -1
+expect_exit 1 "is not a data dir" retention --data "$T/no-such-dir"
+"$FLOWSTORED" retention --help | grep -q -- '--dry-run' || fail "retention --help lacks --dry-run"
+"$FLOWSTORED" --help | grep -q -- '--max-disk' || fail "--help lacks --max-disk"
 echo "e2e_flags: ok"

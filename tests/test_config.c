@@ -277,6 +277,82 @@ static void test_bpf_choices(void **state)
 	assert_string_equal(err, "--accept-owner: 'fexit' is not one of io, syscall");
 }
 
+static int parse_retention(struct config *cfg, char *err, const char *const *args)
+{
+	char *argv[32];
+	int argc = 0;
+
+	argv[argc++] = (char *)"retention";
+	while (*args)
+		argv[argc++] = (char *)*args++;
+	argv[argc] = NULL;
+	return config_parse_retention(argc, argv, cfg, err, 256);
+}
+
+static void test_retention_flags(void **state)
+{
+	struct config cfg;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ NULL }), 0);
+	assert_int_equal(cfg.retain_ns[0], 7 * 86400 * S);
+	assert_int_equal(cfg.retain_ns[1], 90 * 86400 * S);
+	assert_int_equal(cfg.retain_ns[2], 400 * 86400 * S);
+	assert_int_equal(cfg.max_disk, 0);
+	assert_int_equal(cfg.min_free, 0);
+	assert_int_equal(cfg.retention_interval_ns, 60 * S);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--retain-raw", "2d", "--retain-1m",
+								 "0", "--retain-1h", "3650d",
+								 "--max-disk", "200M", "--min-free",
+								 "1G", "--retention-interval", "5s",
+								 NULL }),
+			 0);
+	assert_int_equal(cfg.retain_ns[0], 2 * 86400 * S);
+	assert_int_equal(cfg.retain_ns[1], 0);
+	assert_int_equal(cfg.retain_ns[2], 3650 * 86400 * S);
+	assert_int_equal(cfg.max_disk, 200ull << 20);
+	assert_int_equal(cfg.min_free, 1ull << 30);
+	assert_int_equal(cfg.retention_interval_ns, 5 * S);
+
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--retain-raw", "30s", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--retain-raw: '30s' is not 0 (forever) or a duration from 1m to "
+				 "36500d (e.g. 7d, 90d)");
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--max-disk", "100K", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--max-disk: '100K' is not 0 (no limit) or a size of 1M or more "
+				 "(e.g. 200M, 50G)");
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--min-free", "lots", NULL }),
+			 -EINVAL);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--retention-interval", "0", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--retention-interval: '0' is not a duration from 1s to 1d "
+				 "(e.g. 30s, 5m)");
+	/* --dry-run is the command's, not the daemon's */
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--dry-run", NULL }), -EINVAL);
+	assert_string_equal(err, "unknown option '--dry-run'");
+
+	/* flowstored retention */
+	assert_int_equal(parse_retention(&cfg, err, (const char *const[]){ "--data", "/d",
+									   "--dry-run", "--max-disk",
+									   "2G", NULL }),
+			 0);
+	assert_string_equal(cfg.data_dir, "/d");
+	assert_true(cfg.dry_run);
+	assert_int_equal(cfg.max_disk, 2ull << 30);
+	assert_int_equal(cfg.retain_ns[0], 7 * 86400 * S);
+	assert_int_equal(parse_retention(&cfg, err, (const char *const[]){ "--source", "bpf", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "unknown option '--source'");
+	assert_int_equal(parse_retention(&cfg, err, (const char *const[]){ "--data", "", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "--data: the directory name is empty");
+	assert_int_equal(parse_retention(&cfg, err, (const char *const[]){ "extra", NULL }),
+			 -EINVAL);
+	assert_string_equal(err, "unexpected argument 'extra'");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -287,6 +363,7 @@ int main(void)
 		cmocka_unit_test(test_query_flags),
 		cmocka_unit_test(test_query_refusals),
 		cmocka_unit_test(test_bpf_choices),
+		cmocka_unit_test(test_retention_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

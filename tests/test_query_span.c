@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -49,6 +50,7 @@
 
 #include "count_fast.h"
 #include "functions.h"
+#include "rollup.h"
 #include "sandbox.h"
 #include "schema.h"
 #include "span.h"
@@ -1910,6 +1912,425 @@ static void test_seal_while_reading(void **state)
 			 4);
 }
 
+/* ---- rollups: flows_1m and flows_1h ------------------------------------------------------ */
+
+/*
+ * Raw partitions (random flows and connections, late and early rows) rolled
+ * up with rollup_partition into 1m files (a UTC day each) and 1h files (a
+ * UTC month each); the span tables flows_1m and flows_1h against the same
+ * rows read straight from the rollup files with sqlite3, and against the
+ * raw rows they came from.
+ */
+#define ROLL_PARTS 6
+
+/* Hours after T0 (2026-11-27T20:00Z): four in Nov 27, one in Nov 28 and
+ * one in December, so there are three 1m files and two 1h files. */
+static const int roll_hours[ROLL_PARTS] = { 0, 1, 2, 3, 4, 5 * 24 + 1 };
+
+struct roll {
+	char dir[DIR_LEN];
+	char names[ROLL_PARTS][SCHEMA_NAME_LEN];
+	struct span_set *set;
+	sqlite3 *db;
+};
+
+static void roll_partition(struct roll *r, int i)
+{
+	struct partition *p = NULL;
+	int64_t start = T0 + roll_hours[i] * HOUR;
+	char path[PATH_MAX];
+
+	assert_int_equal(partition_create(r->dir, start, HOUR, 0, start, &p), 0);
+	add_rows(p, NULL, SCHEMA_FLOWS, 150 + (int)below(150), start);
+	add_rows(p, NULL, SCHEMA_CONNECTIONS, 50 + (int)below(100), start);
+	add_rows(p, NULL, SCHEMA_TCP_STATES, 20, start);
+	snprintf(path, sizeof(path), "%s", partition_path(p));
+	snprintf(r->names[i], sizeof(r->names[i]), "%s", strrchr(path, '/') + 1);
+	partition_close(p);
+	assert_int_equal(partition_seal(path, start + 2 * HOUR, NULL), 0);
+}
+
+/* Roll raw partition i up into its 1m and 1h files. */
+static void roll_up(struct roll *r, int i)
+{
+	static const int64_t no_horizon[SCHEMA_NKINDS] = { 0 };
+	struct partition_meta m;
+	struct rollup_result res;
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", r->dir, r->names[i]);
+	assert_int_equal(partition_read_meta(path, &m), 0);
+	if (rollup_partition(r->dir, r->names[i], &m, no_horizon, T0 + 1000 * HOUR, 5000, &res))
+		fail_msg("rollup_partition %s: %s", r->names[i], schema_last_error());
+	assert_true(res.files_applied >= 2);
+}
+
+static int roll_setup(void **state)
+{
+	struct roll *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return -1;
+	rng = W.seed ^ 21;
+	make_dir(r->dir, sizeof(r->dir), "test_query_span_roll");
+	for (int i = 0; i < ROLL_PARTS; i++)
+		roll_partition(r, i);
+	if (span_set_open(r->dir, &r->set))
+		return -1;
+	*state = r;
+	return 0;
+}
+
+static int roll_teardown(void **state)
+{
+	struct roll *r = *state;
+
+	sqlite3_close(r->db);
+	span_set_free(r->set);
+	remove_dir(r->dir);
+	free(r);
+	return 0;
+}
+
+/* The names in dir starting with prefix, sorted; returns how many. */
+static int names_with(const char *dir, const char *prefix, char out[][SCHEMA_NAME_LEN], int max)
+{
+	struct catalog cat;
+	int n = 0;
+
+	assert_int_equal(catalog_scan(dir, &cat), 0);
+	for (size_t i = 0; i < cat.n; i++)
+		if (!strncmp(cat.entries[i].name, prefix, strlen(prefix)) && n < max)
+			snprintf(out[n++], SCHEMA_NAME_LEN, "%s", cat.entries[i].name);
+	catalog_free(&cat);
+	return n;
+}
+
+/* The rows of every `table` file of dir, copied with sqlite3 into one
+ * in-memory table of that name: the reference. */
+static sqlite3 *rollup_reference(const char *dir, const char *table)
+{
+	char names[16][SCHEMA_NAME_LEN], *sql;
+	int n = names_with(dir, !strcmp(table, "flows_1m") ? "1m-" : "1h-", names, 16);
+	sqlite3 *db = NULL;
+
+	assert_true(n > 0);
+	assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+	for (int i = 0; i < n; i++) {
+		sql = sqlite3_mprintf("ATTACH 'file:%q/%q?mode=ro' AS r;"
+				      "%s %s %s FROM r.%s; DETACH r", dir, names[i],
+				      i ? "INSERT INTO" : "CREATE TABLE", table,
+				      i ? "SELECT *" : "AS SELECT *", table);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			fail_msg("%s: %s", sql, sqlite3_errmsg(db));
+		sqlite3_free(sql);
+	}
+	return db;
+}
+
+static void roll_all(struct roll *r)
+{
+	for (int i = 0; i < ROLL_PARTS; i++)
+		roll_up(r, i);
+}
+
+/* Every column, any window, filters, ORDER BY ts: flows_1m and flows_1h
+ * through the span tables give what the files hold. */
+static void test_rollup_tables(void **state)
+{
+	static const char *const sqls[] = {
+		"SELECT * FROM %s WHERE ts >= ?1 AND ts < ?2",
+		"SELECT ts, sum(flows), sum(orig_pkts), sum(orig_bytes), sum(resp_pkts),"
+		" sum(resp_bytes), sum(connections), sum(failed_connections), sum(retransmits)"
+		" FROM %s WHERE ts >= ?1 AND ts < ?2 GROUP BY ts",
+		"SELECT orig_addr, resp_addr, sum(flows), sum(orig_bytes) FROM %s"
+		" WHERE orig_addr = '10.0.0.1' AND ts < ?2 GROUP BY 1, 2",
+		"SELECT proto, resp_port, count(*), sum(resp_bytes) FROM %s"
+		" WHERE resp_port = 53 OR resp_addr LIKE '2001:%%' GROUP BY 1, 2",
+		"SELECT direction, comm, sum(connections), sum(failed_connections) FROM %s"
+		" WHERE direction IS NOT NULL AND ts >= ?1 GROUP BY 1, 2",
+		"SELECT count(*) FROM %s WHERE ts >= ?1 AND ts <= ?2",
+		"SELECT count(*), sum(flows) FROM %s",
+	};
+	static const char *const ordered[] = {
+		"SELECT ts FROM %s WHERE ts >= ?1 AND ts < ?2 ORDER BY ts DESC LIMIT 7",
+		"SELECT ts FROM %s WHERE ts < ?2 AND ts >= ?1 - 5000000000000 ORDER BY ts"
+		" LIMIT 5 OFFSET 3",
+	};
+	static const char *const tables[] = { "flows_1m", "flows_1h" };
+	struct roll *r = *state;
+
+	roll_all(r);
+	r->db = span_db(r->set, NULL, NULL);
+	for (size_t t = 0; t < 2; t++) {
+		sqlite3 *ref = rollup_reference(r->dir, tables[t]);
+		char sql[512];
+
+		char one[2][SCHEMA_NAME_LEN], path[PATH_MAX];
+		sqlite3 *file = NULL;
+
+		/* the columns as the rollup DDL declares them */
+		assert_int_equal(names_with(r->dir, t ? "1h-" : "1m-", one, 1), 1);
+		snprintf(path, sizeof(path), "%s/%s", r->dir, one[0]);
+		assert_int_equal(sqlite3_open_v2(path, &file, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+		snprintf(sql, sizeof(sql), "SELECT name, type, \"notnull\" FROM pragma_table_info('%s')",
+			 tables[t]);
+		assert_same(r->db, file, sql, NULL, 0, 1, W.seed);
+		sqlite3_close(file);
+		for (int q = 0; q < 60; q++) {
+			int64_t lo = T0 - 4 * HOUR + below(130 * HOUR), params[2];
+
+			params[0] = lo;
+			params[1] = lo + below(q % 3 ? 3 * HOUR : 200 * HOUR);
+			snprintf(sql, sizeof(sql), sqls[q % 7], tables[t]);
+			assert_same(r->db, ref, sql, params, strstr(sql, "?2") ? 2 : strstr(sql, "?1") ? 1 : 0,
+				    0, W.seed);
+			snprintf(sql, sizeof(sql), ordered[q % 2], tables[t]);
+			assert_same(r->db, ref, sql, params, 2, 1, W.seed);
+		}
+		sqlite3_close(ref);
+	}
+}
+
+/* The rollups count every raw row once: in any window of whole hours,
+ * flows_1h, flows_1m and the raw tables agree. */
+static void test_rollup_equals_raw(void **state)
+{
+	struct roll *r = *state;
+
+	roll_all(r);
+	r->db = span_db(r->set, NULL, NULL);
+	for (int q = 0; q < 20; q++) {
+		int64_t lo = T0 - 5 * HOUR + below(130) * HOUR, hi = lo + (1 + below(40)) * HOUR;
+		int64_t params[2] = { lo, hi };
+		struct rows a = { 0 }, b = { 0 }, c = { 0 };
+		const char *roll = "SELECT sum(flows), sum(orig_bytes), sum(resp_pkts), sum(connections),"
+				   " sum(retransmits) FROM %s WHERE ts >= ?1 AND ts < ?2";
+		char sql[256];
+
+		snprintf(sql, sizeof(sql), roll, "flows_1h");
+		assert_int_equal(run(r->db, sql, params, 2, &a), SQLITE_OK);
+		snprintf(sql, sizeof(sql), roll, "flows_1m");
+		assert_int_equal(run(r->db, sql, params, 2, &b), SQLITE_OK);
+		assert_int_equal(run(r->db, "SELECT (SELECT count(*) FROM flows WHERE ts >= ?1 AND ts < ?2),"
+				     " (SELECT sum(orig_bytes) FROM flows WHERE ts >= ?1 AND ts < ?2),"
+				     " (SELECT sum(resp_pkts) FROM flows WHERE ts >= ?1 AND ts < ?2),"
+				     " (SELECT count(*) FROM connections WHERE ts >= ?1 AND ts < ?2),"
+				     " (SELECT sum(retransmits) FROM connections WHERE ts >= ?1 AND ts < ?2)",
+				     params, 2, &c), SQLITE_OK);
+		assert_string_equal(a.v[0], b.v[0]);
+		/* a sum over no rows is NULL, a count 0: compare what both have */
+		if (strncmp(c.v[0], "i0|N|N|i0|N|", 12) != 0)
+			assert_string_equal(a.v[0], c.v[0]);
+		rows_free(&a);
+		rows_free(&b);
+		rows_free(&c);
+	}
+	/* and each table reads its own files only */
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM flows WHERE partition NOT LIKE 'raw-%'"), 0);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM connections WHERE partition NOT LIKE 'raw-%'"), 0);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM flows_1m WHERE partition NOT LIKE '1m-%'"), 0);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM flows_1h WHERE partition NOT LIKE '1h-%'"), 0);
+	assert_int_equal(query_int(r->db, "SELECT count(DISTINCT partition) FROM flows_1h"), 2);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM flows"),
+			 query_int(r->db, "SELECT sum(flows) FROM flows_1m"));
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM connections"),
+			 query_int(r->db, "SELECT sum(connections) FROM flows_1h"));
+}
+
+/* A ts window opens only the rollup files whose recorded range meets it. */
+static void test_rollup_pruning(void **state)
+{
+	struct roll *r = *state;
+	char m[16][SCHEMA_NAME_LEN], h[16][SCHEMA_NAME_LEN], raw[16][SCHEMA_NAME_LEN];
+	int nm, nh, nraw;
+	struct span_counters c;
+	int64_t day2[2] = { T0 + 4 * HOUR, T0 + 5 * HOUR }; /* Nov 28: its 1m file only */
+	struct rows rows = { 0 };
+
+	roll_all(r);
+	nm = names_with(r->dir, "1m-", m, 16);
+	nh = names_with(r->dir, "1h-", h, 16);
+	nraw = names_with(r->dir, "raw-", raw, 16);
+	assert_int_equal(nraw, ROLL_PARTS);
+	assert_true(nm >= 3);
+	assert_int_equal(nh, 2);
+	r->db = span_db(r->set, NULL, NULL);
+	span_counters_reset(r->db);
+	assert_int_equal(run(r->db, "SELECT count(*) FROM flows_1m WHERE ts >= ?1 AND ts < ?2",
+			     day2, 2, &rows), SQLITE_OK);
+	rows_free(&rows);
+	span_counters_get(r->db, &c);
+	assert_int_equal(c.partitions_opened, 1);
+	assert_int_equal(c.partitions_pruned, nm - 1);
+	/* December only: one 1h file read, the November one pruned */
+	span_counters_reset(r->db);
+	assert_true(query_int(r->db, "SELECT sum(flows) FROM flows_1h WHERE ts >= 1796083200000000000")
+		    > 0);
+	span_counters_get(r->db, &c);
+	assert_int_equal(c.partitions_opened, 1);
+	assert_int_equal(c.partitions_pruned, 1);
+	/* raw tables prune among raw partitions only */
+	span_counters_reset(r->db);
+	query_int(r->db, "SELECT count(ts) FROM flows WHERE ts >= 1796083200000000000");
+	span_counters_get(r->db, &c);
+	assert_int_equal(c.partitions_opened + c.partitions_pruned, nraw);
+}
+
+/* Set every rollup file's mtime 10 s back: its state is then old enough for
+ * the metadata cache to keep it (a change within a second is not trusted). */
+static void age_rollups(struct roll *r)
+{
+	char names[16][SCHEMA_NAME_LEN], path[PATH_MAX];
+	int n = names_with(r->dir, "1", names, 16);
+	struct timespec t[2];
+
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= 10;
+	t[1] = t[0];
+	for (int i = 0; i < n; i++) {
+		snprintf(path, sizeof(path), "%s/%s", r->dir, names[i]);
+		assert_int_equal(utimensat(AT_FDCWD, path, t, 0), 0);
+	}
+}
+
+/* A rollup file that changes between two queries (another raw partition
+ * rolled into it) is read again by the second: its new rows, and the wider
+ * ts range its metadata now records (the old one would prune them), even
+ * when the metadata of its old state was cached. */
+static void test_rollup_changes(void **state)
+{
+	struct roll *r = *state;
+	sqlite3_stmt *st = NULL;
+	int64_t hour3[2] = { T0 + 3 * HOUR, T0 + 4 * HOUR };
+	char sql[512];
+	int64_t flows0, want;
+
+	roll_up(r, 0); /* Nov 27 20:00, and a few rows of 21:00 */
+	roll_up(r, 5); /* December */
+	r->db = span_db(r->set, NULL, NULL);
+	age_rollups(r);
+	flows0 = query_int(r->db, "SELECT sum(flows) FROM flows_1h");
+	assert_true(flows0 > 0);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions WHERE kind = 'raw'"
+				   " AND rolled_up = 1"), 2);
+	/* a prepared statement, stepped again after the change */
+	assert_int_equal(sqlite3_prepare_v2(r->db, "SELECT count(*), sum(flows) FROM flows_1h"
+					    " WHERE ts >= ?1 AND ts < ?2", -1, &st, NULL), SQLITE_OK);
+	sqlite3_bind_int64(st, 1, hour3[0]);
+	sqlite3_bind_int64(st, 2, hour3[1]);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int64(st, 0), 0); /* 23:00 is not rolled up yet */
+	sqlite3_reset(st);
+	roll_up(r, 3);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM flows WHERE ts >= ?1 AND ts < ?2"
+		 " AND partition IN ('%s', '%s', '%s')", r->names[0], r->names[3], r->names[5]);
+	{
+		struct rows w = { 0 };
+
+		assert_int_equal(run(r->db, sql, hour3, 2, &w), SQLITE_OK);
+		assert_int_equal(sscanf(w.v[0], "i%" SCNd64, &want), 1);
+		rows_free(&w);
+	}
+	assert_true(want > 0);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_true(sqlite3_column_int64(st, 0) > 0);
+	assert_int_equal(sqlite3_column_int64(st, 1), want);
+	sqlite3_finalize(st);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM flows WHERE partition = '%s'", r->names[3]);
+	assert_int_equal(query_int(r->db, "SELECT sum(flows) FROM flows_1h") - flows0,
+			 query_int(r->db, sql));
+	snprintf(sql, sizeof(sql), "SELECT rolled_up FROM partitions WHERE name = '%s'", r->names[3]);
+	assert_int_equal(query_int(r->db, sql), 1);
+}
+
+/* The partitions table lists rollup files with their kind, the raw
+ * partitions with whether they are rolled up. */
+static void test_rollup_partitions_table(void **state)
+{
+	struct roll *r = *state;
+	char names[16][SCHEMA_NAME_LEN], path[PATH_MAX], sql[512];
+	int n;
+
+	roll_up(r, 1);
+	roll_up(r, 2);
+	r->db = span_db(r->set, NULL, NULL);
+	n = names_with(r->dir, "1", names, 16);
+	assert_int_equal(n, 2); /* hours 1 and 2: Nov 27, one day, one month */
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions"), ROLL_PARTS + 2);
+	for (int i = 0; i < n; i++) {
+		struct partition_meta m;
+		struct rows rows = { 0 };
+		char want[512];
+
+		snprintf(path, sizeof(path), "%s/%s", r->dir, names[i]);
+		assert_int_equal(rollup_read_meta(path, &m), 0);
+		snprintf(sql, sizeof(sql), "SELECT kind, status, period_start, period_end, sealed_at,"
+			 " ts_min, ts_max, flows, connections, tcp_states, rows, rolled_up, rolled_from,"
+			 " error FROM partitions WHERE name = '%.47s'", names[i]);
+		assert_int_equal(run(r->db, sql, NULL, 0, &rows), SQLITE_OK);
+		assert_int_equal(rows.n, 1);
+		snprintf(want, sizeof(want), "t%.2s|trollup|i%lld|i%lld|N|i%lld|i%lld|N|N|N|i%llu|N|t%s|N|",
+			 names[i], (long long)m.period_start_ns, (long long)m.period_end_ns,
+			 (long long)m.tables[SCHEMA_ROLLUP_META].ts_min,
+			 (long long)m.tables[SCHEMA_ROLLUP_META].ts_max,
+			 (unsigned long long)m.tables[SCHEMA_ROLLUP_META].rows, r->names[1]);
+		assert_string_equal(rows.v[0], want);
+		rows_free(&rows);
+	}
+	for (int i = 0; i < ROLL_PARTS; i++) {
+		snprintf(sql, sizeof(sql), "SELECT rolled_up FROM partitions WHERE name = '%s'",
+			 r->names[i]);
+		assert_int_equal(query_int(r->db, sql), i == 1 || i == 2);
+	}
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions WHERE kind = 'raw'"
+				   " AND rolled_from IS NULL AND rows = flows + connections + tcp_states"),
+			 ROLL_PARTS);
+	/* a rollup file that marks nothing (a moment after its creation): its
+	 * partitions are not rolled up as far as it knows */
+	snprintf(path, sizeof(path), "%s/%s", r->dir, names[0]);
+	{
+		sqlite3 *w = NULL;
+
+		assert_int_equal(sqlite3_open(path, &w), SQLITE_OK);
+		assert_int_equal(sqlite3_exec(w, "DELETE FROM rolled", NULL, NULL, NULL), SQLITE_OK);
+		sqlite3_close(w);
+	}
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions WHERE rolled_up = 1"), 0);
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM partitions WHERE kind = '%.2s'"
+		 " AND rolled_from IS NULL", names[0]);
+	assert_int_equal(query_int(r->db, sql), 1);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions WHERE kind <> 'raw'"
+				   " AND rolled_from IS NOT NULL"), 1);
+}
+
+/* count(*) over a rollup table takes the ordinary path (count_fast knows
+ * only the raw tables) and span_count() answers for it too. */
+static void test_rollup_counts(void **state)
+{
+	struct roll *r = *state;
+	struct csb c;
+	struct answer a, ref;
+	int64_t params[2] = { T0 + HOUR, T0 + 30 * HOUR };
+	sqlite3 *m;
+
+	roll_all(r);
+	m = rollup_reference(r->dir, "flows_1m");
+	csb_open(&c, r->set);
+	answer_sandbox(&c, "SELECT count(*) FROM flows_1m WHERE ts >= ?1 AND ts < ?2", params, 2, &a);
+	answer_plain(m, "SELECT count(*) FROM flows_1m WHERE ts >= ?1 AND ts < ?2", params, 2, &ref);
+	assert_false(a.fast);
+	assert_same_answer("flows_1m", params, &a, &ref, "the files");
+	answer_free(&a);
+	answer_sandbox(&c, "SELECT span_count('flows_1m', '>=', ?1, '<', ?2)", params, 2, &a);
+	assert_false(a.failed);
+	assert_string_equal(a.rows.v[0], ref.rows.v[0]);
+	answer_free(&a);
+	answer_free(&ref);
+	sandbox_close(c.sb);
+	sqlite3_close(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest world[] = {
@@ -1939,7 +2360,17 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_real_bounds, small_setup, small_teardown),
 		cmocka_unit_test_setup_teardown(test_seal_while_reading, small_setup, small_teardown),
 	};
+	const struct CMUnitTest rollups[] = {
+		cmocka_unit_test_setup_teardown(test_rollup_tables, roll_setup, roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_equals_raw, roll_setup, roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_pruning, roll_setup, roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_changes, roll_setup, roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_partitions_table, roll_setup,
+						roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_counts, roll_setup, roll_teardown),
+	};
 	int failed = cmocka_run_group_tests_name("span_world", world, world_setup, world_teardown);
 
-	return failed + cmocka_run_group_tests_name("span_dir_changes", small, NULL, NULL);
+	failed += cmocka_run_group_tests_name("span_dir_changes", small, NULL, NULL);
+	return failed + cmocka_run_group_tests_name("span_rollups", rollups, NULL, NULL);
 }

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Retention in the daemon, for real: the synthetic source writing fast into
+# small partitions under --max-disk; the data dir never grows past the limit
+# plus one partition (the open one, with its WAL), every removed partition
+# was rolled up first, and each row is counted exactly once in flows_1m and
+# flows_1h. Then a kill -9 in the middle of it all, a restart that sweeps
+# what was interrupted, and `flowstored retention --dry-run` against the
+# real run.
+. "$(dirname "$0")/lib.sh"
+test_dir
+command -v sqlite3 >/dev/null || skip "sqlite3 (the shell) is not installed"
+D="$T/data"
+LIMIT=$((12 * 1024 * 1024))
+
+# Bytes of everything in the dir (allocated, as du counts them).
+dir_bytes() {
+	find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }'
+}
+
+# The largest raw partition with its side files seen so far, bytes.
+biggest_partition() {
+	local f b max=0
+	for f in "$1"/raw-*.db; do
+		[ -e "$f" ] || continue
+		b=$(find "$1" -maxdepth 1 -name "$(basename "$f")*" -printf '%b\n' 2>/dev/null |
+			awk '{ s += $1 * 512 } END { print s + 0 }')
+		[ "$b" -gt "$max" ] && max=$b
+	done
+	echo "$max"
+}
+
+# sum_rollup DIR KIND COLUMN: the column summed over every rollup file of KIND.
+sum_rollup() {
+	local total=0 n f
+	for f in "$1"/"$2"-*.db; do
+		[ -e "$f" ] || continue
+		n=$(sqlite3 "file:$f?mode=ro" "SELECT ifnull(sum($3), 0) FROM flows_$2")
+		total=$((total + n))
+	done
+	echo "$total"
+}
+
+# Rows of TABLE in the raw partitions that are not sealed (not rolled up).
+unsealed_rows() {
+	local total=0 n f
+	for f in "$1"/raw-*.db; do
+		[ -e "$f" ] || continue
+		[ "$(sqlite3 "file:$f?mode=ro" 'SELECT sealed FROM meta')" = 1 ] && continue
+		n=$(sqlite3 "file:$f?mode=ro" "SELECT count(*) FROM $2")
+		total=$((total + n))
+	done
+	echo "$total"
+}
+
+run_daemon() { # SECONDS LOG
+	"$FLOWSTORED" --data "$D" --source synthetic:40000 --partition-rows 40000 \
+		--max-disk "$LIMIT" --retention-interval 1s --no-query 2>"$2" &
+	pid=$!
+	local max=0 part=0 b p end=$((SECONDS + $1))
+	while [ $SECONDS -lt $end ]; do
+		b=$(dir_bytes "$D")
+		p=$(biggest_partition "$D")
+		[ "$b" -gt "$max" ] && max=$b
+		[ "$p" -gt "$part" ] && part=$p
+		sleep 0.1
+	done
+	peak=$max
+	peak_part=$part
+}
+cleanup_hook() { kill -9 "${pid:-0}" 2>/dev/null || true; }
+
+# 1. A clean run: bounded, and exact.
+run_daemon 12 "$T/run1.log"
+kill -TERM "$pid"
+wait "$pid" || fail "the daemon exited $?: $(tail -n 5 "$T/run1.log")"
+[ "$peak" -le $((LIMIT + peak_part)) ] ||
+	fail "the data dir reached $peak bytes: more than $LIMIT + one partition ($peak_part)"
+removed=$(stat_value "$T/run1.log" files_removed_raw)
+[ "${removed:-0}" -ge 3 ] || fail "retention removed ${removed:-0} raw partitions; want several: $(grep retention "$T/run1.log" | tail -n 3)"
+[ "$(stat_value "$T/run1.log" retention_errors)" = 0 ] || fail "retention failed: $(grep -i error "$T/run1.log" | head)"
+grep -q 'retention: removed raw-.*max-disk' "$T/run1.log" || fail "removals are not logged"
+
+"$FLOWSTORED" retention --data "$D" --max-disk "$LIMIT" >"$T/manual.out" ||
+	fail "flowstored retention: exit $?"
+for table in flows connections; do
+	written=$(stat_value "$T/run1.log" "rows_written_$table")
+	open=$(unsealed_rows "$D" "$table")
+	col=$([ $table = flows ] && echo flows || echo connections)
+	for kind in 1m 1h; do
+		got=$(sum_rollup "$D" $kind "$col")
+		[ "$got" = $((written - open)) ] ||
+			fail "sum($col) over flows_$kind is $got; $written $table written, $open in the open partition"
+	done
+done
+[ "$(sum_rollup "$D" 1m orig_bytes)" = "$(sum_rollup "$D" 1h orig_bytes)" ] || fail "1m and 1h disagree on bytes"
+
+# 2. kill -9 in the middle, then a restart: what was interrupted is redone
+#    or swept, and nothing of ours is left half-made.
+run_daemon 6 "$T/run2.log"
+kill -9 "$pid"
+wait "$pid" 2>/dev/null || true
+"$FLOWSTORED" --data "$D" --source synthetic:40000 --count 20000 --partition-rows 40000 \
+	--max-disk "$LIMIT" --no-query 2>"$T/run3.log" || fail "restart: exit $?: $(tail -n 5 "$T/run3.log")"
+[ "$(stat_value "$T/run3.log" retention_errors)" = 0 ] || fail "retention failed after kill -9"
+leftovers=$(find "$D" -maxdepth 1 -name '.*.tmp*' | wc -l)
+[ "$leftovers" = 0 ] || fail "temporary files left: $(ls -a "$D")"
+for f in "$D"/*-wal "$D"/*-journal; do
+	[ -e "$f" ] || continue
+	[ -e "${f%-*}" ] || fail "side file without its partition: $f"
+done
+for f in "$D"/1m-*.db "$D"/1h-*.db; do
+	dup=$(sqlite3 "file:$f?mode=ro" "SELECT count(*) - count(DISTINCT source) FROM rolled")
+	[ "$dup" = 0 ] || fail "$f counts a partition twice"
+	[ "$(sqlite3 "file:$f?mode=ro" 'PRAGMA integrity_check')" = ok ] || fail "$f is damaged"
+done
+
+# 3. The dry run says exactly what the real run then does, and changes nothing.
+echo "my notes" >"$D/notes.txt"
+before=$(ls -l --time-style=full-iso "$D" | sort)
+"$FLOWSTORED" retention --data "$D" --max-disk 4M --dry-run >"$T/dry.out" || fail "dry run: exit $?"
+[ "$(ls -l --time-style=full-iso "$D" | sort)" = "$before" ] || fail "the dry run changed the data dir"
+grep -q 'would remove raw-' "$T/dry.out" || fail "the dry run plans nothing: $(cat "$T/dry.out")"
+"$FLOWSTORED" retention --data "$D" --max-disk 4M >"$T/real.out" || fail "real run: exit $?"
+diff <(grep -o 'would remove [^ ]*' "$T/dry.out" | sed 's/would //') \
+	<(grep -o '^remove [^ ]*' "$T/real.out") || fail "the dry run and the real run differ"
+for f in $(grep -o '^remove [^ ]*' "$T/real.out" | cut -d' ' -f2); do
+	[ ! -e "$D/$f" ] || fail "$f is still there"
+done
+[ "$(cat "$D/notes.txt")" = "my notes" ] || fail "a foreign file was touched"
+echo "e2e_retention: ok"
