@@ -36,7 +36,9 @@ while [ $SECONDS -lt $end ]; do
 	sleep 0.5
 done
 kill -TERM $pid
-wait $pid
+rc=0
+wait $pid || rc=$?
+[ $rc = 0 ] || { echo "bench/retention: flowstored exited $rc:"; tail -n 5 "$D/log"; }
 stat() { grep 'stats:' "$D/log" | tail -n 1 | tr ' ' '\n' | sed -n "s/^$1=//p"; }
 rows=0
 for t in flows connections tcp_states; do rows=$((rows + $(stat rows_written_$t))); done

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -59,6 +60,12 @@ struct sealer {
 	int64_t interval_ns;
 	int64_t next_run_ns; /* CLOCK_MONOTONIC; 0 = now */
 	bool retention_due;  /* kicked, or a seal completed */
+	/* sealer_room(): bytes of partitions submitted so far, and what the
+	 * last retention run measured (with the total when it started) */
+	_Atomic uint64_t closed_total;
+	_Atomic uint64_t measured, measured_base;
+	_Atomic bool measured_valid;
+	_Atomic bool writer_waiting; /* sealer_room said no since the last run */
 };
 
 static struct timespec mono_deadline(int64_t ns)
@@ -248,6 +255,37 @@ static void retention_account(struct sealer *s, const struct retention_report *r
 		    r->kept_unsealed);
 }
 
+int sealer_room(struct sealer *s)
+{
+	uint64_t used;
+
+	if (!s || !s->dir || !s->policy.max_disk || !atomic_load(&s->measured_valid))
+		return 0;
+	used = atomic_load(&s->measured) + (atomic_load(&s->closed_total) -
+					    atomic_load(&s->measured_base));
+	/* at the low watermark, not the limit: sealing (indexes) and rolling
+	 * up still add to what is on disk after the gate */
+	if (used <= s->policy.max_disk / 100 * RETENTION_LOW_WATER_PCT)
+		return 0;
+	atomic_store(&s->writer_waiting, true);
+	return -EDQUOT;
+}
+
+/* A closed partition's size with its WAL, for sealer_room(). */
+static uint64_t closed_bytes(const char *path)
+{
+	char wal[4200];
+	struct stat st;
+	uint64_t n = 0;
+
+	if (stat(path, &st) == 0)
+		n += (uint64_t)st.st_blocks * 512;
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	if (stat(wal, &st) == 0)
+		n += (uint64_t)st.st_blocks * 512;
+	return n;
+}
+
 static void retention_once(struct sealer *s)
 {
 	struct retention_env env = {
@@ -260,8 +298,23 @@ static void retention_once(struct sealer *s)
 	int64_t t0 = clock_monotonic(&clock_system);
 	int err;
 
+	uint64_t base = atomic_load(&s->closed_total);
+	struct retention_policy policy = s->policy;
+
+	/* The writer waits at the low watermark; if the store lies between it
+	 * and the limit, nothing would be over the limit and it would wait for
+	 * ever: make room below the gate instead. */
+	if (atomic_exchange(&s->writer_waiting, false))
+		policy.max_disk = policy.max_disk / 100 * RETENTION_LOW_WATER_PCT;
 	memset(&r, 0, sizeof(r));
-	err = retention_run(s->dir, &s->policy, &env, 0, &r);
+	err = retention_run(s->dir, &policy, &env, 0, &r);
+	if (r.bytes_after) {
+		/* partitions closed while it ran may be counted twice: on the
+		 * safe side */
+		atomic_store(&s->measured, r.bytes_after);
+		atomic_store(&s->measured_base, base);
+		atomic_store(&s->measured_valid, true);
+	}
 	retention_account(s, &r);
 	stats_add(&s->stats->retention_runs, 1);
 	stats_add(&s->stats->retention_ns_total, (uint64_t)(clock_monotonic(&clock_system) - t0));
@@ -367,12 +420,18 @@ void sealer_submit(struct sealer *s, const char *path)
 	}
 	job->next = NULL;
 	memcpy(job->path, path, len);
+	atomic_fetch_add(&s->closed_total, closed_bytes(path));
 	pthread_mutex_lock(&s->mu);
 	if (s->tail)
 		s->tail->next = job;
 	else
 		s->head = job;
 	s->tail = job;
+	/* A rollover: the dir just grew by a whole partition, and the new one
+	 * starts empty; checking the limits now keeps the dir within them
+	 * plus the partition being written. */
+	if (s->dir)
+		s->retention_due = true;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }

@@ -34,6 +34,18 @@ int sealer_enable_retention(struct sealer *s, const char *dir,
 
 /* Run retention as soon as the current seal is done (no-op without it). */
 void sealer_kick(struct sealer *s);
+
+/*
+ * --max-disk as a hard limit for the writer: before it opens a partition,
+ * 0 if the data dir has room for one more, -EDQUOT if our files (as the
+ * last retention run measured them, plus every partition closed since that
+ * run started) already take the low watermark (RETENTION_LOW_WATER_PCT of
+ * the limit: what sealing and rolling up add later must fit too). The writer then waits as on a full
+ * disk (and kicks retention), so the dir holds at most the limit plus the
+ * partition being written, however far sealing and rolling up fall behind.
+ * 0 without a limit.
+ */
+int sealer_room(struct sealer *s);
 /* Block until the queue is empty, no seal is running and no retention run
  * is due (tests, shutdown of short runs such as --count). */
 void sealer_wait_idle(struct sealer *s);

@@ -68,8 +68,10 @@ static int partition_open_next(struct writer *w, int64_t now)
 {
 	int64_t period = partition_period_start(now, w->cfg.period_ns);
 	unsigned seq = w->have_last && w->last_period == period ? w->last_seq + 1 : 0;
-	int err;
+	int err = sealer_room(w->sealer);
 
+	if (err)
+		return err; /* at --max-disk: wait for retention, as on a full disk */
 	do {
 		err = partition_create(w->cfg.dir, period, w->cfg.period_ns, seq, now, &w->part);
 	} while (err == -EEXIST && ++seq);
@@ -142,7 +144,7 @@ static bool write_failed(struct writer *w, int err)
 	int64_t now = mono_now();
 
 	stats_add(&w->stats->write_errors, 1);
-	if (err == -ENOSPC)
+	if (err == -ENOSPC || err == -EDQUOT)
 		sealer_kick(w->sealer); /* retention frees space now, not at its next turn */
 	if (!w->failing_since)
 		w->failing_since = now;
@@ -150,10 +152,11 @@ static bool write_failed(struct writer *w, int err)
 	if (!w->last_warning || now - w->last_warning >= WARN_INTERVAL_NS) {
 		w->last_warning = now;
 		LOG(LOG_WARN, "write failed: %s (%s); keeping the batch and retrying, %llu events dropped so far",
-		    schema_last_error(), strerror(-err),
-		    (unsigned long long)stats_get(&w->stats->dropped_queue_full));
+		    err == -EDQUOT ? "the data dir is at --max-disk, waiting for retention"
+				   : schema_last_error(),
+		    strerror(-err), (unsigned long long)stats_get(&w->stats->dropped_queue_full));
 	}
-	if (w->part && err != -ENOSPC && ++w->partition_failures >= MAX_FAILURES_PER_PARTITION) {
+	if (w->part && err != -ENOSPC && err != -EDQUOT && ++w->partition_failures >= MAX_FAILURES_PER_PARTITION) {
 		LOG(LOG_ERROR, "leaving %s after %u failed writes; continuing in a new partition",
 		    partition_path(w->part), w->partition_failures);
 		partition_retire(w, false);
