@@ -15,9 +15,9 @@ trap 'kill -9 $pid 2>/dev/null || true; rm -rf "$D"' EXIT
 
 to_bytes() { numfmt --from=iec "$1"; }
 LIMIT=$(to_bytes "$MAX")
-dir_bytes() { find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }'; }
+dir_bytes() { { find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null || true; } | awk '{ s += $1 * 512 } END { print s + 0 }'; }
 part_bytes() { # the largest raw partition with its side files
-	find "$1" -maxdepth 1 -name 'raw-*' -printf '%b %f\n' 2>/dev/null |
+	{ find "$1" -maxdepth 1 -name 'raw-*' -printf '%b %f\n' 2>/dev/null || true; } |
 		awk '{ sub(/\.db.*/, "", $2); s[$2] += $1 * 512 } END { m = 0; for (k in s) if (s[k] > m) m = s[k]; print m }'
 }
 

@@ -58,11 +58,9 @@ int retention_command(int argc, char **argv)
 	memset(&report, 0, sizeof(report));
 	rc = retention_run(cfg.data_dir, &policy, &env, cfg.dry_run, &report);
 	retention_report_print(stdout, &report, cfg.dry_run);
-	retention_report_free(&report);
-	if (rc) {
+	if (rc)
 		fprintf(stderr, "flowstored retention: %s: %s (%s)\n", cfg.data_dir, strerror(-rc),
-			schema_last_error());
-		return 1;
-	}
-	return 0;
+			report.error[0] ? report.error : schema_last_error());
+	retention_report_free(&report);
+	return rc ? 1 : 0;
 }

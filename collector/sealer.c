@@ -245,8 +245,10 @@ static void retention_account(struct sealer *s, const struct retention_report *r
 	stats_add(&st->rollup_partitions, r->rolled_up);
 	stats_add(&st->rollup_rows, r->rollup_rows);
 	stats_add(&st->temps_removed, r->temps_removed);
-	atomic_store(&st->store_bytes, r->bytes_after);
-	atomic_store(&st->fs_free_bytes, r->free_after);
+	if (r->bytes_after || r->free_after) {
+		atomic_store(&st->store_bytes, r->bytes_after);
+		atomic_store(&st->fs_free_bytes, r->free_after);
+	}
 	if (r->rolled_up)
 		LOG(LOG_DEBUG, "retention: rolled up %zu partitions (%llu rollup rows)", r->rolled_up,
 		    (unsigned long long)r->rollup_rows);
@@ -308,7 +310,7 @@ static void retention_once(struct sealer *s)
 		policy.max_disk = policy.max_disk / 100 * RETENTION_LOW_WATER_PCT;
 	memset(&r, 0, sizeof(r));
 	err = retention_run(s->dir, &policy, &env, 0, &r);
-	if (r.bytes_after) {
+	if (err != -ECANCELED) { /* measured at its end, even when it failed */
 		/* partitions closed while it ran may be counted twice: on the
 		 * safe side */
 		atomic_store(&s->measured, r.bytes_after);
@@ -320,7 +322,8 @@ static void retention_once(struct sealer *s)
 	stats_add(&s->stats->retention_ns_total, (uint64_t)(clock_monotonic(&clock_system) - t0));
 	if (err && err != -ECANCELED) {
 		stats_add(&s->stats->retention_errors, 1);
-		LOG(LOG_ERROR, "retention in %s: %s (%s)", s->dir, strerror(-err), schema_last_error());
+		LOG(LOG_ERROR, "retention in %s: %s (%s)", s->dir, strerror(-err),
+		    r.error[0] ? r.error : schema_last_error());
 	}
 	retention_report_free(&r);
 	pthread_mutex_lock(&s->mu);

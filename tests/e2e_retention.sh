@@ -14,7 +14,7 @@ LIMIT=$((40 * 1024 * 1024))
 
 # Bytes of everything in the dir (allocated, as du counts them).
 dir_bytes() {
-	find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null | awk '{ s += $1 * 512 } END { print s + 0 }'
+	{ find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null || true; } | awk '{ s += $1 * 512 } END { print s + 0 }'
 }
 
 # The largest raw partition with its side files seen so far, bytes.
@@ -22,7 +22,7 @@ biggest_partition() {
 	local f b max=0
 	for f in "$1"/raw-*.db; do
 		[ -e "$f" ] || continue
-		b=$(find "$1" -maxdepth 1 -name "$(basename "$f")*" -printf '%b\n' 2>/dev/null |
+		b=$({ find "$1" -maxdepth 1 -name "$(basename "$f")*" -printf '%b\n' 2>/dev/null || true; } |
 			awk '{ s += $1 * 512 } END { print s + 0 }')
 		[ "$b" -gt "$max" ] && max=$b
 	done
