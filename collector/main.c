@@ -79,7 +79,7 @@ struct daemon {
 
 static void log_stats(struct daemon *d)
 {
-	char line[2048];
+	char line[8192];
 
 	stats_format_line(&d->stats, line, sizeof(line));
 	LOG(LOG_INFO, "%s", line);

@@ -66,6 +66,8 @@ struct sealer {
 	_Atomic uint64_t measured, measured_base;
 	_Atomic bool measured_valid;
 	_Atomic bool writer_waiting; /* sealer_room said no since the last run */
+	_Atomic uint64_t last_closed; /* size of the partition closed last */
+	_Atomic bool force_room;      /* a run after a refusal found nothing to remove */
 };
 
 static struct timespec mono_deadline(int64_t ns)
@@ -257,6 +259,22 @@ static void retention_account(struct sealer *s, const struct retention_report *r
 		    r->kept_unsealed);
 }
 
+/*
+ * The writer's gate: room for the next partition below the low watermark,
+ * with the size of the last one kept free too. After the gate, the dir
+ * still grows by the partition being written, by the seal of the one
+ * before (indexes written through its WAL) and by its rollup; the gate's
+ * margin is for those, so the dir stays within the limit plus one
+ * partition.
+ */
+static uint64_t room_gate(struct sealer *s)
+{
+	uint64_t low = s->policy.max_disk / 100 * RETENTION_LOW_WATER_PCT;
+	uint64_t next = atomic_load(&s->last_closed);
+
+	return low > next ? low - next : 0;
+}
+
 int sealer_room(struct sealer *s)
 {
 	uint64_t used;
@@ -265,9 +283,7 @@ int sealer_room(struct sealer *s)
 		return 0;
 	used = atomic_load(&s->measured) + (atomic_load(&s->closed_total) -
 					    atomic_load(&s->measured_base));
-	/* at the low watermark, not the limit: sealing (indexes) and rolling
-	 * up still add to what is on disk after the gate */
-	if (used <= s->policy.max_disk / 100 * RETENTION_LOW_WATER_PCT)
+	if (used <= room_gate(s) || atomic_exchange(&s->force_room, false))
 		return 0;
 	atomic_store(&s->writer_waiting, true);
 	return -EDQUOT;
@@ -306,10 +322,20 @@ static void retention_once(struct sealer *s)
 	/* The writer waits at the low watermark; if the store lies between it
 	 * and the limit, nothing would be over the limit and it would wait for
 	 * ever: make room below the gate instead. */
-	if (atomic_exchange(&s->writer_waiting, false))
-		policy.max_disk = policy.max_disk / 100 * RETENTION_LOW_WATER_PCT;
+	bool waiting = atomic_exchange(&s->writer_waiting, false);
+
+	if (waiting) {
+		uint64_t gate = room_gate(s);
+
+		policy.max_disk = gate > 1 ? gate : 1; /* 0 would mean no limit */
+	}
 	memset(&r, 0, sizeof(r));
 	err = retention_run(s->dir, &policy, &env, 0, &r);
+	/* The limit is smaller than what cannot go (rollups being written, a
+	 * partition too big for the gate): let the writer go on rather than
+	 * stop for ever. */
+	if (waiting && !err && r.n == 0)
+		atomic_store(&s->force_room, true);
 	if (err != -ECANCELED) { /* measured at its end, even when it failed */
 		/* partitions closed while it ran may be counted twice: on the
 		 * safe side */
@@ -423,7 +449,12 @@ void sealer_submit(struct sealer *s, const char *path)
 	}
 	job->next = NULL;
 	memcpy(job->path, path, len);
-	atomic_fetch_add(&s->closed_total, closed_bytes(path));
+	{
+		uint64_t bytes = closed_bytes(path);
+
+		atomic_fetch_add(&s->closed_total, bytes);
+		atomic_store(&s->last_closed, bytes);
+	}
 	pthread_mutex_lock(&s->mu);
 	if (s->tail)
 		s->tail->next = job;

@@ -39,8 +39,12 @@ void sealer_kick(struct sealer *s);
  * --max-disk as a hard limit for the writer: before it opens a partition,
  * 0 if the data dir has room for one more, -EDQUOT if our files (as the
  * last retention run measured them, plus every partition closed since that
- * run started) already take the low watermark (RETENTION_LOW_WATER_PCT of
- * the limit: what sealing and rolling up add later must fit too). The writer then waits as on a full
+ * run started) already take the gate: the low watermark
+ * (RETENTION_LOW_WATER_PCT of the limit) less the size of the partition
+ * closed last, since the next partition, the seal of the one before it
+ * (indexes written through its WAL) and its rollup all add to the dir
+ * after the gate. A retention run after a refusal makes room below the
+ * gate; if it finds nothing to remove, the writer goes on. The writer then waits as on a full
  * disk (and kicks retention), so the dir holds at most the limit plus the
  * partition being written, however far sealing and rolling up fall behind.
  * 0 without a limit.
