@@ -260,8 +260,8 @@ static void retention_account(struct sealer *s, const struct retention_report *r
 }
 
 /*
- * The writer's gate: room for the next partition below the low watermark,
- * with the size of the last one kept free too. After the gate, the dir
+ * The writer's gate: room below the low watermark for twice the size of
+ * the partition closed last. After the gate, the dir
  * still grows by the partition being written, by the seal of the one
  * before (indexes written through its WAL) and by its rollup; the gate's
  * margin is for those, so the dir stays within the limit plus one
@@ -272,7 +272,8 @@ static uint64_t room_gate(struct sealer *s)
 	uint64_t low = s->policy.max_disk / 100 * RETENTION_LOW_WATER_PCT;
 	uint64_t next = atomic_load(&s->last_closed);
 
-	return low > next ? low - next : 0;
+	/* twice: the partition being written, and the seal of the last one */
+	return low > 2 * next ? low - 2 * next : 0;
 }
 
 int sealer_room(struct sealer *s)

@@ -40,8 +40,8 @@ void sealer_kick(struct sealer *s);
  * 0 if the data dir has room for one more, -EDQUOT if our files (as the
  * last retention run measured them, plus every partition closed since that
  * run started) already take the gate: the low watermark
- * (RETENTION_LOW_WATER_PCT of the limit) less the size of the partition
- * closed last, since the next partition, the seal of the one before it
+ * (RETENTION_LOW_WATER_PCT of the limit) less twice the size of the
+ * partition closed last, since the next partition, the seal of the one before it
  * (indexes written through its WAL) and its rollup all add to the dir
  * after the gate. A retention run after a refusal makes room below the
  * gate; if it finds nothing to remove, the writer goes on. The writer then waits as on a full
