@@ -19,7 +19,7 @@ int log_level_parse(const char *s)
 
 void log_write(enum log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	char line[4096]; /* the stats: line is ~1.2 KiB */
 	va_list ap;
 	int n;
 
