@@ -261,11 +261,10 @@ static void retention_account(struct sealer *s, const struct retention_report *r
 
 /*
  * The writer's gate: room below the low watermark for twice the size of
- * the partition closed last. After the gate, the dir
- * still grows by the partition being written, by the seal of the one
- * before (indexes written through its WAL) and by its rollup; the gate's
- * margin is for those, so the dir stays within the limit plus one
- * partition.
+ * the partition closed last. After the gate, the dir still grows by the
+ * partition being written, by the seal of the one before (indexes written
+ * through its WAL) and by its rollup; the margin is for those, so the dir
+ * stays within the limit plus one partition.
  */
 static uint64_t room_gate(struct sealer *s)
 {
@@ -313,18 +312,16 @@ static void retention_once(struct sealer *s)
 		.ctx = s,
 		.cancel = &s->cancel,
 	};
+	struct retention_policy policy = s->policy;
 	struct retention_report r;
 	int64_t t0 = clock_monotonic(&clock_system);
+	uint64_t base = atomic_load(&s->closed_total);
+	bool waiting = atomic_exchange(&s->writer_waiting, false);
 	int err;
 
-	uint64_t base = atomic_load(&s->closed_total);
-	struct retention_policy policy = s->policy;
-
-	/* The writer waits at the low watermark; if the store lies between it
-	 * and the limit, nothing would be over the limit and it would wait for
-	 * ever: make room below the gate instead. */
-	bool waiting = atomic_exchange(&s->writer_waiting, false);
-
+	/* The writer waits at the gate, below the limit; with the store
+	 * between the two, nothing would be over the limit and it would wait
+	 * for ever: make room below the gate instead. */
 	if (waiting) {
 		uint64_t gate = room_gate(s);
 
