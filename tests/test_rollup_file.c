@@ -17,7 +17,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +31,7 @@
 #include <sqlite3.h>
 
 #include "schema.h"
+#include "testdir.h"
 
 #define NS 1000000000LL
 #define MIN (60 * NS)
@@ -70,34 +70,22 @@ struct fixture {
 
 static int setup(void **state)
 {
-	const char *base = getenv("FLOWSTORE_TEST_TMP");
 	struct fixture *f = calloc(1, sizeof(*f));
+	char *dir = test_mkdtemp("test_rollup_file");
 
 	if (!f)
 		return -1;
-	if (!base || !*base)
-		base = "/tmp";
-	mkdir(base, 0755); /* may exist */
-	snprintf(f->dir, sizeof(f->dir), "%s/test_rollup_file.XXXXXX", base);
-	if (!mkdtemp(f->dir)) {
-		free(f);
-		return -1;
-	}
+	snprintf(f->dir, sizeof(f->dir), "%s", dir);
+	free(dir);
 	*state = f;
 	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st, (void)flag, (void)ftw;
-	return remove(path);
 }
 
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	test_rmtree(f->dir);
 	for (size_t i = 0; i < f->npaths; i++)
 		free(f->paths[i]);
 	free(f);
