@@ -98,6 +98,7 @@
 #define AF_INET 2
 #define AF_INET6 10
 #define E2BIG 7
+#define EEXIST 17
 
 #if !defined(__TARGET_ARCH_x86)
 #error "conn_accept reads x86-64 syscall numbers and registers"
@@ -437,15 +438,14 @@ static __always_inline void on_connect(const struct sock *sk, __u16 family, __u6
 		.start_ns = now,
 		.direction = FS_DIR_OUT,
 	};
-	struct conn_entry *c;
 
 	owner_from_current(&fresh);
 	path_append(&fresh, FS_TCP_SYN_SENT);
-	/* ANY: a cookie in CLOSE has no live entry; replace whatever is left. */
+	/* ANY: a cookie in CLOSE has no live entry; replace whatever is left.
+	 * The event reads the owner from the copy here: no lookup needed. */
 	if (bpf_map_update_elem(&conns, &cookie, &fresh, BPF_ANY))
 		count_loss(FS_LOSS_MAP_FULL);
-	c = bpf_map_lookup_elem(&conns, &cookie);
-	emit_state(sk, family, cookie, now, FS_TCP_CLOSE, FS_TCP_SYN_SENT, c ? c : &fresh);
+	emit_state(sk, family, cookie, now, FS_TCP_CLOSE, FS_TCP_SYN_SENT, &fresh);
 }
 
 /* Transitions that only the socket's own close() or shutdown() makes
@@ -461,14 +461,31 @@ static __always_inline bool closed_by_task(int oldstate, int newstate)
 static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 cookie,
 				     __u64 now)
 {
-	struct conn_entry *c = NULL;
+	struct conn_entry fresh = {
+		.start_ns = now,
+		.syn_recv_ns = now,
+		.direction = FS_DIR_IN,
+	};
+	struct conn_entry *c;
+	long err;
 
-	if (remote_port(sk) != 0)
-		c = entry_get_or_create(cookie, now, FS_DIR_IN);
-	if (!c) {
+	if (remote_port(sk) == 0) {
 		emit_state(sk, family, cookie, now, FS_TCP_LISTEN, FS_TCP_SYN_RECV, NULL);
 		return;
 	}
+	/* A new child: its entry is made whole in one insert. */
+	path_append(&fresh, FS_TCP_SYN_RECV);
+	err = bpf_map_update_elem(&conns, &cookie, &fresh, BPF_NOEXIST);
+	if (err == 0)
+		return;
+	c = err == -EEXIST ? bpf_map_lookup_elem(&conns, &cookie) : NULL;
+	if (!c) {
+		if (err == -E2BIG)
+			count_loss(FS_LOSS_MAP_FULL);
+		emit_state(sk, family, cookie, now, FS_TCP_LISTEN, FS_TCP_SYN_RECV, NULL);
+		return;
+	}
+	/* One was there already (no path makes one first; kept safe): join it. */
 	c->syn_recv_ns = now;
 	path_append(c, FS_TCP_SYN_RECV);
 }

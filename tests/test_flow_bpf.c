@@ -17,6 +17,11 @@
  * 14 + 40, is refused (EINVAL) before the program runs: cut IP headers are
  * tested behind a VLAN tag, which the kernel does not look past.
  *
+ * The program has two parsers (bpf/flow.bpf.c, invariant 2): every test
+ * runs twice, once as loaded (the fast path takes the common shapes) and
+ * once with general_parser_only set; test_parsers_agree feeds random,
+ * mostly damaged frames to both and requires the same outcome.
+ *
  * Needs root and kernel BTF; skips (fails under CI=true) without them.
  */
 #include <errno.h>
@@ -115,7 +120,10 @@ static int on_record(void *ctx, void *data, size_t size)
 	return 0;
 }
 
-static struct fixture *load(void **state, const struct config *c)
+/* The parser the tests' skeletons use: set by main() for each pass. */
+static bool general_parser_only;
+
+static struct fixture *load_parser(void **state, const struct config *c, bool general_only)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 
@@ -123,6 +131,7 @@ static struct fixture *load(void **state, const struct config *c)
 	*state = fx;
 	fx->skel = flow_bpf__open();
 	assert_non_null(fx->skel);
+	fx->skel->rodata->general_parser_only = general_only;
 	fx->skel->rodata->active_timeout_ns = c->active_timeout_ns;
 	fx->skel->rodata->ringbuf_wakeup_bytes = c->wakeup_bytes;
 	assert_int_equal(bpf_map__set_max_entries(fx->skel->maps.flows, c->max_entries), 0);
@@ -131,6 +140,11 @@ static struct fixture *load(void **state, const struct config *c)
 	fx->rb = ring_buffer__new(bpf_map__fd(fx->skel->maps.events), on_record, fx, NULL);
 	assert_non_null(fx->rb);
 	return fx;
+}
+
+static struct fixture *load(void **state, const struct config *c)
+{
+	return load_parser(state, c, general_parser_only);
 }
 
 static int teardown(void **state)
@@ -1206,6 +1220,188 @@ static void test_race_active_timeout(void **state)
 	assert_int_equal(rb, 58 * RACE_PKTS);
 }
 
+/* ---- the two parsers agree ---------------------------------------------------- */
+
+#define AGREE_FRAMES 4000
+#define AGREE_ENTRIES 8192
+
+static uint32_t agree_rand(uint64_t *s)
+{
+	*s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+	return (uint32_t)(*s >> 33);
+}
+
+/* A valid frame of a random kind (IPv4/IPv6, TCP/UDP/ICMP, tags 0-2, a
+ * few endpoints so that flows repeat), then most of the time damaged: a
+ * byte of the headers replaced, the frame cut or padded. */
+static size_t agree_frame(uint8_t *f, uint64_t *seed, uint32_t *gso_segs)
+{
+	static const char *const v4[] = { "10.0.0.1", "10.0.0.2", "192.0.2.9" };
+	static const char *const v6[] = { "2001:db8::1", "2001:db8::2", "fe80::9" };
+	uint8_t l4[512], ext[16] = { 0 };
+	uint32_t r = agree_rand(seed), kind = r % 8, tags = (r >> 3) % 4 == 3 ? 1 + (r >> 5) % 2 : 0;
+	uint16_t sport = (uint16_t)(1000 + agree_rand(seed) % 4), dport = (uint16_t)(80 + agree_rand(seed) % 2);
+	size_t payload = agree_rand(seed) % 3 == 0 ? 0 : agree_rand(seed) % 300, l4len, len;
+	static const uint8_t tcp_flags[] = { SYN, SYN | ACK, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK };
+	uint8_t flags = tcp_flags[agree_rand(seed) % sizeof(tcp_flags)];
+	const char *a = NULL, *b = NULL;
+	uint8_t proto;
+
+	if (kind < 5) {
+		a = v4[agree_rand(seed) % 3];
+		b = v4[agree_rand(seed) % 3];
+	}
+	switch (kind) {
+	case 0: case 1: case 5:
+		proto = IPPROTO_TCP;
+		l4len = tcp_seg(l4, sport, dport, flags, payload);
+		break;
+	case 2: case 6:
+		proto = IPPROTO_UDP;
+		l4len = udp_dgram(l4, sport, dport, payload);
+		break;
+	case 3:
+		proto = IPPROTO_ICMP;
+		l4len = icmp_msg(l4, agree_rand(seed) % 2 ? 8 : 0, 0, payload);
+		break;
+	default:
+		proto = (uint8_t)(kind == 4 ? 47 : IPPROTO_TCP); /* GRE, or TCP over v6 below */
+		l4len = proto == IPPROTO_TCP ? tcp_seg(l4, sport, dport, flags, payload)
+					      : udp_dgram(l4, sport, dport, payload);
+		break;
+	}
+	if (kind < 5) {
+		len = frame_ip4(f, (int)tags, a, b, proto, l4, l4len,
+				agree_rand(seed) % 8 == 0 ? (uint16_t)(agree_rand(seed) % 2 ? 0x2000 : 0x0010) : 0);
+	} else {
+		const char *x = v6[agree_rand(seed) % 3], *y = v6[agree_rand(seed) % 3];
+
+		if (agree_rand(seed) % 4 == 0) { /* one destination options header */
+			ext[0] = proto;
+			len = frame_ip6(f, x, y, 60, ext, 8, l4, l4len);
+		} else {
+			len = frame_ip6(f, x, y, proto, NULL, 0, l4, l4len);
+		}
+	}
+	*gso_segs = agree_rand(seed) % 6 == 0 ? 1 + agree_rand(seed) % 4 : 0;
+	switch (agree_rand(seed) % 4) {
+	case 0: /* a byte of the first 80 replaced */
+		f[agree_rand(seed) % (len < 80 ? len : 80)] = (uint8_t)agree_rand(seed);
+		break;
+	case 1: /* cut, or padded with zeros as a short frame is on the wire */
+		if (agree_rand(seed) % 2) {
+			len -= agree_rand(seed) % (len - 14);
+		} else {
+			size_t pad = agree_rand(seed) % 40;
+
+			memset(f + len, 0, pad);
+			len += pad;
+		}
+		break;
+	case 2: /* a length field replaced: IP total/payload length or the TCP data offset */
+		f[14 + 4 * tags + (kind < 5 ? 3 : 5)] = (uint8_t)agree_rand(seed);
+		if (proto == IPPROTO_TCP && kind < 5 && len > 14 + 4 * tags + 32)
+			f[14 + 4 * tags + 32] = (uint8_t)(agree_rand(seed) << 4);
+		break;
+	default:
+		break; /* intact */
+	}
+	return len;
+}
+
+/* One frame through a program; returns test_run's result (EINVAL for a frame
+ * the kernel refuses before the program runs). */
+static int agree_run(struct fixture *fx, enum dir d, const uint8_t *frame, size_t len,
+		     uint32_t gso_segs)
+{
+	struct bpf_program *prog = d == OUT ? fx->skel->progs.flow_egress
+					    : fx->skel->progs.flow_ingress;
+	struct __sk_buff ctx = { .ifindex = LO_IFINDEX, .gso_segs = gso_segs };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (uint32_t)len,
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx));
+	int err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
+
+	if (err == 0)
+		assert_int_equal((int)opts.retval, TC_ACT_UNSPEC);
+	return err;
+}
+
+/* A record or an entry without its times (two runs never share a clock). */
+static void agree_untime_record(struct fs_flow_event *e)
+{
+	e->hdr.ts_ns = 0;
+	e->first_ns = 0;
+	e->last_ns = 0;
+}
+
+static void test_parsers_agree(void **state)
+{
+	static const struct config c = {
+		.max_entries = AGREE_ENTRIES,
+		.active_timeout_ns = 0,
+		.ring_bytes = 1 << 20,
+		.wakeup_bytes = 0,
+	};
+	void *st_fast = NULL, *st_general = NULL;
+	struct fixture *fast, *general;
+	static struct fs_flow_value vf[AGREE_ENTRIES];
+	uint64_t seed = 20261128;
+	uint8_t f[FRAME_MAX];
+	unsigned accepted = 0, n_entries;
+
+	fast = load_parser(&st_fast, &c, false);
+	general = load_parser(&st_general, &c, true);
+	*state = NULL;
+	for (unsigned i = 0; i < AGREE_FRAMES; i++) {
+		uint32_t gso_segs;
+		size_t len = agree_frame(f, &seed, &gso_segs);
+		enum dir d = agree_rand(&seed) % 2 ? OUT : IN;
+		int ef = agree_run(fast, d, f, len, gso_segs);
+
+		assert_int_equal(agree_run(general, d, f, len, gso_segs), ef);
+		accepted += ef == 0;
+		drain(fast);
+		drain(general);
+		assert_int_equal(fast->n, general->n);
+		if (fast->n && fast->n <= MAX_RECORDS) {
+			struct fs_flow_event x = fast->rec[fast->n - 1], y = general->rec[general->n - 1];
+
+			agree_untime_record(&x);
+			agree_untime_record(&y);
+			x.sock_cookie = y.sock_cookie = 0; /* each skeleton's dummy socket */
+			assert_memory_equal(&x, &y, sizeof(x));
+		}
+		for (uint32_t why = 0; why < FS_LOSS_MAX; why++)
+			assert_int_equal(loss(fast, why), loss(general, why));
+		if (fast->n >= MAX_RECORDS) { /* keep comparing record by record */
+			fast->n = general->n = 0;
+		}
+	}
+	assert_true(accepted > AGREE_FRAMES / 2);
+	assert_true(loss(fast, FS_LOSS_PARSE) > 0); /* the damage reached the parsers */
+	assert_memory_equal(&fast->sum, &general->sum, sizeof(fast->sum));
+
+	/* The entries left: the same keys, the same counters and history. */
+	n_entries = entries(fast, vf, AGREE_ENTRIES);
+	assert_true(n_entries > 10);
+	for (unsigned i = 0; i < n_entries; i++) {
+		struct fs_flow_value g;
+
+		assert_int_equal(bpf_map_lookup_elem_flags(bpf_map__fd(general->skel->maps.flows),
+							   &vf[i].key, &g, BPF_F_LOCK), 0);
+		vf[i].first_ns = vf[i].last_ns = g.first_ns = g.last_ns = 0;
+		vf[i].sock_cookie = g.sock_cookie = 0;
+		assert_memory_equal(&vf[i], &g, sizeof(g));
+	}
+	{
+		static struct fs_flow_value vg[AGREE_ENTRIES];
+
+		assert_int_equal(entries(general, vg, AGREE_ENTRIES), n_entries);
+	}
+	teardown(&st_fast);
+	teardown(&st_general);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1233,10 +1429,18 @@ int main(void)
 		cmocka_unit_test_teardown(test_race_counts, teardown),
 		cmocka_unit_test_teardown(test_race_active_timeout, teardown),
 	};
+	const struct CMUnitTest agree[] = {
+		cmocka_unit_test_teardown(test_parsers_agree, teardown),
+	};
+	int failed;
 
 	if (geteuid() != 0)
 		test_skip_all("test_flow_bpf needs root (BPF_PROG_TEST_RUN of tc programs)");
 	if (access(BTF_PATH, R_OK) != 0)
 		test_skip_all("test_flow_bpf needs kernel BTF (" BTF_PATH ")");
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	failed = cmocka_run_group_tests_name("fast parser", tests, NULL, NULL);
+	general_parser_only = true;
+	failed += cmocka_run_group_tests_name("general parser only", tests, NULL, NULL);
+	failed += cmocka_run_group_tests_name("parsers agree", agree, NULL, NULL);
+	return failed;
 }
