@@ -49,6 +49,12 @@ struct stats {
 	atomic_uint_fast64_t write_errors;  /* failed attempts (then retried) */
 	atomic_uint_fast64_t queue_depth;   /* batches waiting for the writer */
 	atomic_uint_fast64_t partitions_created;
+	/* checkpointer thread (the writer's) */
+	atomic_uint_fast64_t checkpoints;
+	atomic_uint_fast64_t checkpoint_errors;
+	atomic_uint_fast64_t checkpoint_ns_total;
+	atomic_uint_fast64_t checkpoint_ns_max;
+	atomic_uint_fast64_t wal_pages_max; /* the most pages a WAL held after a commit */
 	/* sealer thread */
 	atomic_uint_fast64_t partitions_sealed;
 	atomic_uint_fast64_t seal_errors;

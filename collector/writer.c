@@ -6,6 +6,9 @@
  *  - A row is counted in stats->rows_written only after its transaction
  *    committed, so the counters always equal the rows on disk.
  *  - A partition is handed to the sealer only after it is closed here.
+ *  - This thread never checkpoints the WAL of the open partition (the
+ *    fsync()s would stop it for as long as the disk takes): the writer's
+ *    own checkpointer thread does, asked after each commit.
  */
 #include "writer.h"
 
@@ -16,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "checkpointer.h"
 #include "log.h"
 #include "schema.h"
 
@@ -31,6 +35,7 @@ struct writer {
 	void *ctx;
 	struct stats *stats;
 	struct sealer *sealer;
+	struct checkpointer *checkpointer;
 
 	struct partition *part;
 	int64_t last_period; /* period and seq of the last partition opened */
@@ -57,6 +62,7 @@ static void partition_retire(struct writer *w, bool seal)
 		return;
 	strncpy(path, partition_path(w->part), sizeof(path) - 1);
 	path[sizeof(path) - 1] = 0;
+	checkpointer_forget(w->checkpointer, path);
 	partition_close(w->part);
 	w->part = NULL;
 	w->partition_failures = 0;
@@ -77,6 +83,11 @@ static int partition_open_next(struct writer *w, int64_t now)
 	} while (err == -EEXIST && ++seq);
 	if (err)
 		return err;
+	err = partition_defer_checkpoints(w->part);
+	if (err) { /* cannot happen on a fresh partition; keep SQLite's own then */
+		LOG(LOG_WARN, "checkpoints of %s stay on the writer: %s", partition_path(w->part),
+		    schema_last_error());
+	}
 	w->last_period = period;
 	w->last_seq = seq;
 	w->have_last = true;
@@ -127,6 +138,7 @@ static int write_chunk(struct writer *w, const struct batch *b, size_t *done)
 	for (int t = 0; t < SCHEMA_NTABLES; t++)
 		stats_add(&w->stats->rows_written[t], per_table[t]);
 	*done += n;
+	checkpointer_note(w->checkpointer, partition_path(w->part), partition_wal_frames(w->part));
 	return 0;
 }
 
@@ -220,6 +232,10 @@ static void *writer_main(void *arg)
 		batch_queue_push(w->out, b);
 		w->batch_done(w->ctx);
 	}
+	/* The checkpointer lets go first, so that this close is the last one
+	 * and copies the WAL back: a clean exit leaves no -wal file. */
+	checkpointer_stop(w->checkpointer);
+	w->checkpointer = NULL;
 	partition_retire(w, false);
 	return NULL;
 }
@@ -240,8 +256,14 @@ int writer_start(const struct writer_config *cfg, struct batch_queue *in,
 	w->ctx = ctx;
 	w->stats = stats;
 	w->sealer = sealer;
+	err = checkpointer_start(stats, &w->checkpointer);
+	if (err) {
+		free(w);
+		return err;
+	}
 	err = pthread_create(&w->thread, NULL, writer_main, w);
 	if (err) {
+		checkpointer_stop(w->checkpointer);
 		free(w);
 		return -err;
 	}

@@ -571,6 +571,7 @@ struct partition {
 	char *path;
 	int64_t period_end_ns;
 	int in_txn;
+	int wal_frames; /* after the last commit, once checkpoints are deferred */
 	struct table_stats committed[SCHEMA_NTABLES]; /* = meta_tables on disk */
 	struct table_stats pending[SCHEMA_NTABLES];   /* this transaction only */
 };
@@ -885,6 +886,30 @@ void partition_close(struct partition *p)
 {
 	if (p)
 		partition_free(p);
+}
+
+/* sqlite3_wal_hook: after each commit. Replaces the automatic checkpoint. */
+static int note_wal_frames(void *arg, sqlite3 *db, const char *name, int frames)
+{
+	struct partition *p = arg;
+
+	(void)db;
+	(void)name;
+	p->wal_frames = frames;
+	return SQLITE_OK;
+}
+
+int partition_defer_checkpoints(struct partition *p)
+{
+	if (!p || p->in_txn)
+		return schema_error(-EINVAL, p ? p->path : NULL, "defer checkpoints: bad state");
+	sqlite3_wal_hook(p->db, note_wal_frames, p);
+	return 0;
+}
+
+int partition_wal_frames(const struct partition *p)
+{
+	return p->wal_frames;
 }
 
 /* ---- creating a partition ------------------------------------------------------------ */

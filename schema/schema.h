@@ -145,8 +145,35 @@ int partition_add(struct partition *p, const struct schema_row *row);
 int partition_commit(struct partition *p);
 void partition_rollback(struct partition *p);
 
-/* Close the connection (no sealing). NULL is a no-op. */
+/* Close the connection (no sealing). NULL is a no-op. When it is the last
+ * connection to the file, SQLite copies the WAL back and removes it. */
 void partition_close(struct partition *p);
+
+/*
+ * Checkpoints elsewhere. By default p's own commits copy the WAL back into
+ * the file every 1000 pages, and that copy ends in fsync()s: the writer
+ * stops for as long as the disk takes (seconds, on a busy or virtual disk).
+ * After partition_defer_checkpoints(p), p's commits only append to the WAL;
+ * a second connection (partition_ckpt_*, on another thread) copies it back.
+ * partition_wal_frames(p): pages in the WAL after p's last commit, for that
+ * thread's trigger (0 before the first commit).
+ */
+int partition_defer_checkpoints(struct partition *p);
+int partition_wal_frames(const struct partition *p);
+
+struct partition_ckpt; /* a checkpointing connection to one partition file */
+
+/* Open one on the file of an open partition (it must exist: never creates). */
+int partition_ckpt_open(const char *path, struct partition_ckpt **out);
+/* One passive checkpoint: copies every WAL page no reader still needs into
+ * the file and syncs it, never waiting for the writer or readers; the
+ * writer restarts the WAL from its start once all of it is copied.
+ * *wal_frames and *copied: pages in the WAL, and how many are copied. */
+int partition_ckpt_run(struct partition_ckpt *c, int *wal_frames, int *copied);
+const char *partition_ckpt_path(const struct partition_ckpt *c);
+/* NULL is a no-op. Never checkpoints on the way out: the writer's close (or
+ * the seal) does, so that closing here never stalls on the disk. */
+void partition_ckpt_close(struct partition_ckpt *c);
 
 /* ---- sealing and reading metadata ------------------------------------------- */
 

@@ -1128,6 +1128,96 @@ static void test_table_names(void **state)
 	assert_non_null(schema_last_error());
 }
 
+static off_t file_size(const char *path, const char *suffix)
+{
+	char side[PATH_MAX + 8];
+	struct stat st;
+
+	snprintf(side, sizeof(side), "%s%s", path, suffix);
+	return stat(side, &st) == 0 ? st.st_size : -1;
+}
+
+/* Deferred checkpoints: the writer's commits only append to the WAL; a
+ * second connection copies it back; the next commit restarts the WAL. */
+static void test_deferred_checkpoints(void **state)
+{
+	struct fixture *f = *state;
+	struct partition *p = create(f, T0, 0);
+	struct partition_ckpt *c = NULL;
+	struct schema_row rows[500];
+	int frames, copied, commits = 0;
+	off_t main_before;
+	sqlite3 *db;
+
+	for (size_t i = 0; i < 500; i++)
+		rows[i] = flow_at(T0 + (int64_t)i, T0 + (int64_t)i + 1);
+	assert_int_equal(partition_defer_checkpoints(p), 0);
+	assert_int_equal(partition_wal_frames(p), 0);
+	main_before = file_size(partition_path(p), "");
+	/* well past the 1000 pages at which SQLite would checkpoint itself */
+	while (partition_wal_frames(p) < 2500) {
+		add_committed(p, rows, 500);
+		commits++;
+		assert_true(commits < 1000);
+	}
+	assert_int_equal(file_size(partition_path(p), ""), main_before);
+	assert_true(file_size(partition_path(p), "-wal") > 2500 * 4096);
+
+	assert_int_equal(partition_ckpt_open(partition_path(p), &c), 0);
+	assert_string_equal(partition_ckpt_path(c), partition_path(p));
+	assert_int_equal(partition_ckpt_run(c, &frames, &copied), 0);
+	assert_int_equal(frames, partition_wal_frames(p));
+	assert_int_equal(copied, frames);
+	/* the rows reached the file: well over a thousand pages of them */
+	assert_true(file_size(partition_path(p), "") > main_before + 1000 * 4096);
+	/* all of it copied: the next commit starts the WAL over */
+	add_committed(p, rows, 1);
+	assert_true(partition_wal_frames(p) < 50);
+	db = db_open_ro(partition_path(p));
+	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500 * commits + 1);
+	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 500 * commits + 1);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+
+	/* closing the checkpointing connection never checkpoints; the writer's
+	 * close, the last, does and removes the WAL */
+	partition_ckpt_close(c);
+	assert_true(file_size(partition_path(p), "-wal") > 0);
+	{
+		char path[PATH_MAX];
+
+		snprintf(path, sizeof(path), "%s", partition_path(p));
+		partition_close(p);
+		assert_int_equal(file_size(path, "-wal"), -1);
+	}
+	partition_ckpt_close(NULL);
+}
+
+static void test_ckpt_errors(void **state)
+{
+	struct fixture *f = *state;
+	struct partition_ckpt *c = (void *)1;
+	char missing[PATH_MAX];
+
+	int frames = -2, copied = -2;
+
+	snprintf(missing, sizeof(missing), "%s/raw-20261127T200000Z-0009.db", f->dir);
+	assert_true(partition_ckpt_open(missing, &c) < 0); /* never created */
+	assert_null(c);
+	assert_int_equal(file_size(missing, ""), -1);
+	/* closed, not sealed: still WAL mode, nothing to copy */
+	assert_int_equal(partition_ckpt_open(make_partition(f, T0, 0), &c), 0);
+	assert_int_equal(partition_ckpt_run(c, &frames, &copied), 0);
+	assert_int_equal(frames, 0);
+	assert_int_equal(copied, 0);
+	partition_ckpt_close(c);
+	/* sealed: a rollback journal, no WAL to checkpoint */
+	assert_int_equal(partition_seal(make_partition(f, T0 + HOUR, 0), T0, NULL), 0);
+	snprintf(missing, sizeof(missing), "%s/raw-20261127T210000Z-0000.db", f->dir);
+	c = (void *)1;
+	assert_int_equal(partition_ckpt_open(missing, &c), -EINVAL);
+	assert_null(c);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1146,6 +1236,8 @@ int main(void)
 		T(test_flow_columns),
 		T(test_conn_and_state_columns),
 		T(test_rollback),
+		T(test_deferred_checkpoints),
+		T(test_ckpt_errors),
 		T(test_transaction_misuse),
 		T(test_read_meta_open),
 		T(test_read_meta_errors),

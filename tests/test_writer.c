@@ -12,6 +12,7 @@
 
 #include <sqlite3.h>
 
+#include "checkpointer.h"
 #include "decode.h"
 #include "schema.h"
 #include "testlib.h"
@@ -325,6 +326,39 @@ static void test_seal_waits_for_readers(void **state)
 	catalog_free(&c);
 }
 
+/* The open partition's WAL is copied back by the checkpointer thread, not
+ * by the writer; a clean exit still leaves no WAL behind. */
+static void test_checkpoints_off_the_writer(void **state)
+{
+	struct fixture *f = *state;
+	struct catalog c;
+	char path[4096], wal[4200];
+	uint64_t rows = 0;
+	struct stat st;
+
+	start(f, T0 + 5, 10000000);
+	/* until the WAL has passed the threshold and a checkpoint has run */
+	for (int i = 0; i < 400 && stats_get(&f->stats.checkpoints) == 0; i++) {
+		write_rows(f, rows, 1000);
+		rows += 1000;
+		if (stats_get(&f->stats.wal_pages_max) >= CHECKPOINT_PAGES)
+			usleep(10000);
+	}
+	assert_true(stats_get(&f->stats.checkpoints) >= 1);
+	assert_int_equal(stats_get(&f->stats.checkpoint_errors), 0);
+	assert_true(stats_get(&f->stats.wal_pages_max) >= CHECKPOINT_PAGES);
+	c = scan(f);
+	assert_int_equal(c.n, 1);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, c.entries[0].name);
+	catalog_free(&c);
+	snprintf(wal, sizeof(wal), "%s-wal", path);
+	assert_int_equal(stat(wal, &st), 0);
+	stop(f);
+	assert_int_equal(stat(wal, &st), -1); /* the writer's close was the last */
+	assert_int_equal(flows_in(f, strrchr(path, '/') + 1), rows);
+	assert_int_equal(stats_get(&f->stats.rows_written[SCHEMA_FLOWS]), rows);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +369,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failed_write_is_kept_and_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_gives_up_after_retrying, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_seal_waits_for_readers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checkpoints_off_the_writer, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

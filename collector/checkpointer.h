@@ -1,0 +1,34 @@
+/*
+ * The checkpointer thread: copies the open partition's WAL back into its
+ * file (partition_ckpt_run), so that the writer thread never does. A WAL
+ * checkpoint ends in fsync()s, which a busy or virtual disk can hold for
+ * seconds; on the writer's thread that stall filled the write queue and
+ * dropped events (see docs/architecture.md, "Checkpoints off the writer").
+ *
+ * The writer calls checkpointer_note() after each commit, with the pages
+ * its WAL holds (partition_wal_frames): past CHECKPOINT_PAGES the thread
+ * runs a passive checkpoint on its own connection to that file. Neither
+ * call blocks on the disk. When the writer closes the partition it calls
+ * checkpointer_forget(), and the thread lets go of the file; whichever of
+ * the writer's and the sealer's connections closes last copies what is
+ * left. checkpointer_stop() lets go and joins.
+ */
+#ifndef FLOWSTORE_CHECKPOINTER_H
+#define FLOWSTORE_CHECKPOINTER_H
+
+#include "stats.h"
+
+/* 1000 pages (4 MiB) is SQLite's own automatic checkpoint. */
+#define CHECKPOINT_PAGES 1000
+
+struct checkpointer;
+
+int checkpointer_start(struct stats *stats, struct checkpointer **out);
+/* The writer committed to `path`; its WAL holds `wal_pages`. */
+void checkpointer_note(struct checkpointer *c, const char *path, int wal_pages);
+/* The writer is done with `path`: close the connection to it, if any. */
+void checkpointer_forget(struct checkpointer *c, const char *path);
+/* NULL is a no-op. */
+void checkpointer_stop(struct checkpointer *c);
+
+#endif /* FLOWSTORE_CHECKPOINTER_H */
