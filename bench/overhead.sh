@@ -5,9 +5,12 @@
 # connection storm from A to B, each measured without and with
 # `flowstored --source bpf --interfaces veth-a` running in A (its TC programs
 # on veth-a and its TCP lifecycle tracepoints), alternating, ROUNDS times;
-# and a third time with the daemon frozen (SIGSTOP) after attaching, so only
-# the kernel programs run (its rings fill and reserves fail fast: a lower
-# bound of the kernel side's cost). Each round runs the three in turn
+# and a third time with the daemon frozen (SIGSTOP) after attaching: the
+# kernel programs run and nothing reads what they produce ("frozen", what a
+# hung daemon costs the host: its rings fill, every reserve fails and
+# counts a loss, and flows whose record found no room stay in the flow map
+# until it is full, after which every new flow takes the map-full path; not
+# a lower bound of the running daemon's cost). Each round runs the three in turn
 # (forwards, then backwards the next round); prints the medians, the
 # median of the per-round ratios, CPU used, and the daemon's kernel and
 # user-space drop counters.

@@ -35,6 +35,7 @@ struct checkpointer {
 	pthread_cond_t wake;
 	/* requests, under lock */
 	char *want;    /* the path to checkpoint; NULL: none */
+	int want_pages; /* its WAL's pages when asked */
 	char *forget;  /* the path to let go of; NULL: none */
 	bool stopping;
 	/* this thread's */
@@ -61,6 +62,7 @@ void checkpointer_note(struct checkpointer *c, const char *path, int wal_pages)
 	pthread_mutex_lock(&c->lock);
 	if (!c->want || strcmp(c->want, path)) /* else: already asked */
 		set_path(&c->want, path);
+	c->want_pages = wal_pages;
 	pthread_cond_signal(&c->wake);
 	pthread_mutex_unlock(&c->lock);
 }
@@ -83,17 +85,18 @@ static void let_go(struct checkpointer *c)
 	c->conn = NULL;
 }
 
-static void checkpoint(struct checkpointer *c, const char *path)
+static void checkpoint(struct checkpointer *c, const char *path, int pages)
 {
 	int64_t t0 = mono_now(), t;
 	int frames = -1, copied = -1, err = 0;
+	bool restart = pages >= CHECKPOINT_RESTART_PAGES;
 
 	if (c->conn && strcmp(partition_ckpt_path(c->conn), path))
 		let_go(c);
 	if (!c->conn)
 		err = partition_ckpt_open(path, &c->conn);
 	if (!err)
-		err = partition_ckpt_run(c->conn, &frames, &copied);
+		err = partition_ckpt_run(c->conn, restart, &frames, &copied);
 	t = mono_now() - t0;
 	if (err) {
 		stats_add(&c->stats->checkpoint_errors, 1);
@@ -108,8 +111,10 @@ static void checkpoint(struct checkpointer *c, const char *path)
 	stats_add(&c->stats->checkpoints, 1);
 	stats_add(&c->stats->checkpoint_ns_total, (uint64_t)t);
 	stats_max(&c->stats->checkpoint_ns_max, (uint64_t)t);
-	LOG(LOG_DEBUG, "checkpoint of %s: %d of %d WAL pages copied in %.1f ms", path, copied,
-	    frames, (double)t / 1e6);
+	if (restart)
+		stats_add(&c->stats->checkpoint_restarts, 1);
+	LOG(LOG_DEBUG, "%s checkpoint of %s: %d of %d WAL pages copied in %.1f ms",
+	    restart ? "restart" : "passive", path, copied, frames, (double)t / 1e6);
 }
 
 static void *checkpointer_main(void *arg)
@@ -119,12 +124,14 @@ static void *checkpointer_main(void *arg)
 	pthread_mutex_lock(&c->lock);
 	for (;;) {
 		char *want, *forget;
+		int pages;
 
 		while (!c->want && !c->forget && !c->stopping)
 			pthread_cond_wait(&c->wake, &c->lock);
 		if (c->stopping)
 			break;
 		want = c->want;
+		pages = c->want_pages;
 		forget = c->forget;
 		c->want = c->forget = NULL;
 		pthread_mutex_unlock(&c->lock);
@@ -132,7 +139,7 @@ static void *checkpointer_main(void *arg)
 		if (forget && c->conn && !strcmp(partition_ckpt_path(c->conn), forget))
 			let_go(c);
 		if (want)
-			checkpoint(c, want);
+			checkpoint(c, want, pages);
 		free(want);
 		free(forget);
 		pthread_mutex_lock(&c->lock);

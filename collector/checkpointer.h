@@ -7,8 +7,9 @@
  *
  * The writer calls checkpointer_note() after each commit, with the pages
  * its WAL holds (partition_wal_frames): past CHECKPOINT_PAGES the thread
- * runs a passive checkpoint on its own connection to that file. Neither
- * call blocks on the disk. When the writer closes the partition it calls
+ * runs a passive checkpoint on its own connection to that file (past
+ * CHECKPOINT_RESTART_PAGES, one that restarts the WAL). Neither call
+ * blocks on the disk. When the writer closes the partition it calls
  * checkpointer_forget(), and the thread lets go of the file; whichever of
  * the writer's and the sealer's connections closes last copies what is
  * left. checkpointer_stop() lets go and joins.
@@ -20,6 +21,12 @@
 
 /* 1000 pages (4 MiB) is SQLite's own automatic checkpoint. */
 #define CHECKPOINT_PAGES 1000
+/* Under a sustained write rate passive checkpoints may never catch up with
+ * the last commit, and the WAL never starts over. Past this many pages
+ * (256 MiB) the checkpoint makes it start over, holding the writer off for
+ * as long as it takes: the WAL's bound, should the partition not roll over
+ * first (2M rows, the default, take ~400 MiB). */
+#define CHECKPOINT_RESTART_PAGES 65536
 
 struct checkpointer;
 

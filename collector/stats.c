@@ -70,6 +70,7 @@ static const struct metric metrics[] = {
 	M("partitions_created", "Partitions created.", COUNTER, partitions_created, 1, 0, 0),
 	M("checkpoints", "WAL checkpoints of the open partition, off the writer thread.", COUNTER, checkpoints, 1, 0, 0),
 	M("checkpoint_errors", "WAL checkpoints that failed (retried at the next commit).", COUNTER, checkpoint_errors, 1, 0, 0),
+	M("checkpoint_restarts", "WAL checkpoints that held the writer off to start the WAL over (it had grown past 256 MiB).", COUNTER, checkpoint_restarts, 1, 0, 0),
 	M("checkpoint_ns_total", "Time spent in WAL checkpoints, ns.", COUNTER, checkpoint_ns_total, 1, 0, 0),
 	M("checkpoint_ns_max", "Slowest WAL checkpoint, ns.", GAUGE, checkpoint_ns_max, 1, 0, 0),
 	M("wal_pages_max", "Most pages the open partition's WAL held after a commit.", GAUGE, wal_pages_max, 1, 0, 0),

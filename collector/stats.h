@@ -52,6 +52,7 @@ struct stats {
 	/* checkpointer thread (the writer's) */
 	atomic_uint_fast64_t checkpoints;
 	atomic_uint_fast64_t checkpoint_errors;
+	atomic_uint_fast64_t checkpoint_restarts; /* checkpoints that held the writer off */
 	atomic_uint_fast64_t checkpoint_ns_total;
 	atomic_uint_fast64_t checkpoint_ns_max;
 	atomic_uint_fast64_t wal_pages_max; /* the most pages a WAL held after a commit */

@@ -4,11 +4,13 @@
  * (partition_defer_checkpoints, schema.h).
  *
  * Invariants:
- *  1. Passive only: a checkpoint here never takes a lock the writer or a
- *     reader waits for, and never waits for one. It copies what it can (the
- *     pages no reader still needs, up to the last commit it sees) and syncs
- *     the WAL before and the file after, as synchronous=NORMAL requires:
- *     a crash at any point leaves a file SQLite recovers whole.
+ *  1. Passive unless asked: such a checkpoint never takes a lock the
+ *     writer or a reader waits for, and never waits for one. It copies what
+ *     it can (the pages no reader still needs, up to the last commit it
+ *     sees) and syncs the WAL before and the file after, as
+ *     synchronous=NORMAL requires: a crash at any point leaves a file
+ *     SQLite recovers whole. A restart checkpoint (a WAL grown too long)
+ *     does the same, then holds the writer off until the WAL starts over.
  *  2. The connection never creates the file and never checkpoints at close
  *     (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): whichever connection closes last
  *     among the writer's and the sealer's does, on their own threads.
@@ -62,9 +64,11 @@ int partition_ckpt_open(const char *path, struct partition_ckpt **out)
 	return 0;
 }
 
-int partition_ckpt_run(struct partition_ckpt *c, int *wal_frames, int *copied)
+int partition_ckpt_run(struct partition_ckpt *c, bool restart, int *wal_frames, int *copied)
 {
-	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_frames, copied);
+	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL,
+					   restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+					   wal_frames, copied);
 
 	/* BUSY: another checkpoint (the sealer's, the writer's close) is running */
 	if (rc == SQLITE_BUSY)

@@ -28,6 +28,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define SCHEMA_VERSION 1
@@ -165,11 +166,15 @@ struct partition_ckpt; /* a checkpointing connection to one partition file */
 
 /* Open one on the file of an open partition (it must exist: never creates). */
 int partition_ckpt_open(const char *path, struct partition_ckpt **out);
-/* One passive checkpoint: copies every WAL page no reader still needs into
- * the file and syncs it, never waiting for the writer or readers; the
- * writer restarts the WAL from its start once all of it is copied.
- * *wal_frames and *copied: pages in the WAL, and how many are copied. */
-int partition_ckpt_run(struct partition_ckpt *c, int *wal_frames, int *copied);
+/* One checkpoint: copies every WAL page no reader still needs into the
+ * file and syncs it. Passive (restart false) never waits for the writer or
+ * readers; the writer restarts the WAL from its start once a checkpoint has
+ * copied all of it before its next commit. With restart, the checkpoint
+ * waits for the writer's transaction (up to the busy timeout), holds off
+ * its next one until all is copied, and the WAL starts over: the writer
+ * waits for the disk, once. *wal_frames and *copied: pages in the WAL, and
+ * how many are copied. */
+int partition_ckpt_run(struct partition_ckpt *c, bool restart, int *wal_frames, int *copied);
 const char *partition_ckpt_path(const struct partition_ckpt *c);
 /* NULL is a no-op. Never checkpoints on the way out: the writer's close (or
  * the seal) does, so that closing here never stalls on the disk. */

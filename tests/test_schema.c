@@ -1165,7 +1165,7 @@ static void test_deferred_checkpoints(void **state)
 
 	assert_int_equal(partition_ckpt_open(partition_path(p), &c), 0);
 	assert_string_equal(partition_ckpt_path(c), partition_path(p));
-	assert_int_equal(partition_ckpt_run(c, &frames, &copied), 0);
+	assert_int_equal(partition_ckpt_run(c, false, &frames, &copied), 0);
 	assert_int_equal(frames, partition_wal_frames(p));
 	assert_int_equal(copied, frames);
 	/* the rows reached the file: well over a thousand pages of them */
@@ -1173,9 +1173,23 @@ static void test_deferred_checkpoints(void **state)
 	/* all of it copied: the next commit starts the WAL over */
 	add_committed(p, rows, 1);
 	assert_true(partition_wal_frames(p) < 50);
+
+	/* a restart checkpoint, with a reader open on the file: it copies all
+	 * and the WAL starts over at the next commit just the same */
 	db = db_open_ro(partition_path(p));
 	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500 * commits + 1);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 500 * commits + 1);
+	while (partition_wal_frames(p) <= 500) {
+		add_committed(p, rows, 500);
+		commits++;
+		assert_true(commits < 2000);
+	}
+	assert_int_equal(partition_ckpt_run(c, true, &frames, &copied), 0);
+	assert_int_equal(frames, partition_wal_frames(p));
+	assert_int_equal(copied, frames);
+	add_committed(p, rows, 1);
+	assert_true(partition_wal_frames(p) < 50);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500 * commits + 2);
+	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 500 * commits + 2);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 
 	/* closing the checkpointing connection never checkpoints; the writer's
@@ -1206,7 +1220,7 @@ static void test_ckpt_errors(void **state)
 	assert_int_equal(file_size(missing, ""), -1);
 	/* closed, not sealed: still WAL mode, nothing to copy */
 	assert_int_equal(partition_ckpt_open(make_partition(f, T0, 0), &c), 0);
-	assert_int_equal(partition_ckpt_run(c, &frames, &copied), 0);
+	assert_int_equal(partition_ckpt_run(c, false, &frames, &copied), 0);
 	assert_int_equal(frames, 0);
 	assert_int_equal(copied, 0);
 	partition_ckpt_close(c);

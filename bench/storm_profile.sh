@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/storm_profile: where does a connection storm's CPU go in flowstore's
+# kernel programs? A steadier figure than a throughput ratio on a noisy VM.
+#
+# The pinned placement of bench/overhead.sh (load on CPU 1, daemon on CPU 0:
+# two namespaces, a veth pair, `tcp_load storm` from A to B, `flowstored
+# --source bpf --interfaces veth-a` in A), with `perf record -C 1` sampling
+# the load's CPU. Every sample whose call chain passes through one of our
+# programs (bpf_prog_<tag>_<name>) or the tracepoint dispatch that runs them
+# (bpf_trace_run*) is counted for that program, with the function it was in
+# (the program itself, a map operation, the clock, the ring buffer, ...).
+# The share of all samples is the share of the load's CPU our programs
+# took: with the load CPU-bound, about the throughput it costs, before any
+# indirect effect (caches).
+#
+#   bench/storm_profile.sh [BUILD_DIR] [SECONDS] [RUNS] [-- FLOWSTORED FLAGS]   (as root; needs perf)
+#
+# Prints, per run: connections/s, the daemon's drop counters, the share per
+# program and its heaviest functions, and the total.
+set -euo pipefail
+BUILD=${1:-build/gcc}
+SECS=${2:-5}
+RUNS=${3:-2}
+shift $(($# < 3 ? $# : 3))
+[ "${1:-}" = -- ] && shift
+EXTRA=("$@")
+FLOWSTORED=$BUILD/collector/flowstored
+LOAD=$BUILD/bench/tcp_load
+[ "$(id -u)" = 0 ] || { echo "bench/storm_profile: needs root" >&2; exit 1; }
+command -v perf >/dev/null || { echo "bench/storm_profile: needs perf (apt-get install linux-perf)" >&2; exit 1; }
+[ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/storm_profile: build $BUILD first" >&2; exit 1; }
+
+A=fsprof-a-$$
+B=fsprof-b-$$
+T=$(mktemp -d /tmp/fsprofile.XXXXXX)
+cleanup() {
+	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
+	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
+	ip netns del "$A" 2>/dev/null || true
+	ip netns del "$B" 2>/dev/null || true
+	rm -rf "$T"
+}
+trap cleanup EXIT
+ip netns add "$A"
+ip netns add "$B"
+ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
+ip -n "$A" addr add 10.253.0.1/24 dev veth-a
+ip -n "$B" addr add 10.253.0.2/24 dev veth-b
+for ns in "$A" "$B"; do
+	ip -n "$ns" link set lo up
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
+	ip netns exec "$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1
+done
+ip -n "$A" link set veth-a up
+ip -n "$B" link set veth-b up
+ip netns exec "$B" taskset -c 1 "$LOAD" server 10.253.0.2 7000 >/dev/null &
+server=$!
+sleep 0.3
+
+# Reads `perf script -F ip,sym` on stdin; prints the share per program.
+attribute() {
+	awk '
+	function flush(   i, prog, leaf) {
+		if (n == 0) return
+		total++
+		prog = ""
+		for (i = 1; i <= n; i++) {
+			if (match(frame[i], /bpf_prog_[0-9a-f]+_[A-Za-z0-9_]+/)) {
+				prog = substr(frame[i], RSTART, RLENGTH)
+				sub(/bpf_prog_[0-9a-f]+_/, "", prog)
+				break
+			}
+			if (frame[i] ~ /bpf_trace_run/) { prog = "(tracepoint dispatch)"; break }
+		}
+		if (prog != "") {
+			leaf = frame[1]
+			sub(/\+0x[0-9a-f]+$/, "", leaf)
+			byprog[prog]++
+			byleaf[prog SUBSEP leaf]++
+		}
+		n = 0
+	}
+	/^[[:space:]]*$/ { flush(); next }
+	/^[[:space:]]/ { n++; frame[n] = $2; next }
+	{ n = 0 }
+	END {
+		flush()
+		if (total == 0) { print "  no samples"; exit }
+		for (p in byprog) {
+			printf "  %-26s %6.2f%%\n", p, 100 * byprog[p] / total
+			for (k in byleaf) {
+				split(k, pl, SUBSEP)
+				if (pl[1] == p && 100 * byleaf[k] / total >= 0.1)
+					printf "      %-44s %6.2f%%\n", pl[2], 100 * byleaf[k] / total
+			}
+			all += byprog[p]
+		}
+		printf "  all of flowstore%s %6.2f%% of %d samples\n", "          ", 100 * all / total, total
+	}'
+}
+
+for run in $(seq "$RUNS"); do
+	rm -rf "$T/data"
+	ip netns exec "$A" taskset -c 0 "$FLOWSTORED" --source bpf --interfaces veth-a \
+		--data "$T/data" "${EXTRA[@]}" 2>"$T/daemon.log" &
+	daemon=$!
+	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
+	grep -q "data in" "$T/daemon.log" || { cat "$T/daemon.log"; exit 1; }
+	perf record -C 1 -F 2999 -g -o "$T/perf.data" -- sleep "$SECS" >/dev/null 2>&1 &
+	perf=$!
+	rate=$(ip netns exec "$A" taskset -c 1 "$LOAD" storm 10.253.0.2 7000 "$SECS" | awk '{print $2}')
+	wait "$perf"
+	kill -TERM "$daemon"
+	wait "$daemon" || true
+	daemon=
+	echo "run $run: $rate connections/s;" $(grep 'stats:' "$T/daemon.log" | tail -n 1 | tr ' ' '\n' |
+		grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
+	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute
+done
