@@ -10,9 +10,9 @@
  * runs a passive checkpoint on its own connection to that file (past
  * CHECKPOINT_RESTART_PAGES, one that restarts the WAL). Neither call
  * blocks on the disk. When the writer closes the partition it calls
- * checkpointer_forget(), and the thread lets go of the file; whichever of
- * the writer's and the sealer's connections closes last copies what is
- * left. checkpointer_stop() lets go and joins.
+ * checkpointer_forget(), and the thread lets go of the file; the seal
+ * copies what is left (or, at exit, the writer's own close, the last).
+ * checkpointer_stop() lets go and joins.
  */
 #ifndef FLOWSTORE_CHECKPOINTER_H
 #define FLOWSTORE_CHECKPOINTER_H

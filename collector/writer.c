@@ -63,7 +63,11 @@ static void partition_retire(struct writer *w, bool seal)
 	strncpy(path, partition_path(w->part), sizeof(path) - 1);
 	path[sizeof(path) - 1] = 0;
 	checkpointer_forget(w->checkpointer, path);
-	partition_close(w->part);
+	/* Sealed next: the seal copies the WAL back, off this thread. */
+	if (seal && w->sealer)
+		partition_close_for_seal(w->part);
+	else
+		partition_close(w->part);
 	w->part = NULL;
 	w->partition_failures = 0;
 	if (seal && w->sealer)

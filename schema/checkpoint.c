@@ -12,8 +12,8 @@
  *     SQLite recovers whole. A restart checkpoint (a WAL grown too long)
  *     does the same, then holds the writer off until the WAL starts over.
  *  2. The connection never creates the file and never checkpoints at close
- *     (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): whichever connection closes last
- *     among the writer's and the sealer's does, on their own threads.
+ *     (SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE): the seal does (or the writer's
+ *     plain partition_close, when it is the last), on its own thread.
  *  3. One thread uses a struct partition_ckpt at a time.
  */
 #include <errno.h>

@@ -888,6 +888,15 @@ void partition_close(struct partition *p)
 		partition_free(p);
 }
 
+void partition_close_for_seal(struct partition *p)
+{
+	if (!p)
+		return;
+	/* the seal's checkpoint (seal_journal) copies what the WAL holds */
+	sqlite3_db_config(p->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
+	partition_free(p);
+}
+
 /* sqlite3_wal_hook: after each commit. Replaces the automatic checkpoint. */
 static int note_wal_frames(void *arg, sqlite3 *db, const char *name, int frames)
 {

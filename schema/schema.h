@@ -149,6 +149,9 @@ void partition_rollback(struct partition *p);
 /* Close the connection (no sealing). NULL is a no-op. When it is the last
  * connection to the file, SQLite copies the WAL back and removes it. */
 void partition_close(struct partition *p);
+/* The same, leaving the WAL as it is, for the seal to copy back: closing
+ * never waits for the disk. NULL is a no-op. */
+void partition_close_for_seal(struct partition *p);
 
 /*
  * Checkpoints elsewhere. By default p's own commits copy the WAL back into

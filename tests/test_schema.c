@@ -1206,6 +1206,34 @@ static void test_deferred_checkpoints(void **state)
 	partition_ckpt_close(NULL);
 }
 
+/* Closed for sealing: the WAL stays for the seal to copy back. */
+static void test_close_for_seal(void **state)
+{
+	struct fixture *f = *state;
+	struct partition *p = create(f, T0, 0);
+	struct schema_row rows[100];
+	struct partition_meta m;
+	char path[PATH_MAX];
+	sqlite3 *db;
+
+	for (size_t i = 0; i < 100; i++)
+		rows[i] = flow_at(T0 + (int64_t)i, T0 + (int64_t)i + 1);
+	assert_int_equal(partition_defer_checkpoints(p), 0);
+	for (int i = 0; i < 5; i++)
+		add_committed(p, rows, 100);
+	snprintf(path, sizeof(path), "%s", partition_path(p));
+	partition_close_for_seal(p);
+	assert_true(file_size(path, "-wal") > 0);
+	assert_int_equal(partition_read_meta(path, &m), 0);
+	assert_int_equal(m.tables[SCHEMA_FLOWS].rows, 500);
+	assert_int_equal(partition_seal(path, T0 + HOUR, NULL), 0);
+	assert_int_equal(file_size(path, "-wal"), -1);
+	db = db_open_ro(path);
+	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500);
+	assert_int_equal(sqlite3_close(db), SQLITE_OK);
+	partition_close_for_seal(NULL);
+}
+
 static void test_ckpt_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -1252,6 +1280,7 @@ int main(void)
 		T(test_rollback),
 		T(test_deferred_checkpoints),
 		T(test_ckpt_errors),
+		T(test_close_for_seal),
 		T(test_transaction_misuse),
 		T(test_read_meta_open),
 		T(test_read_meta_errors),
