@@ -465,7 +465,9 @@ static __always_inline void order_sides(struct flow_pkt *p, const __u16 ports[2]
  * any length that does not add up: PARSE_GENERAL, and the general parser
  * below decides (and counts what it cannot parse). So for every packet it
  * accepts, it finds exactly what the general parser would. Fixed offsets
- * only: the verifier walks it in a few hundred instructions.
+ * only, so that the verifier's work grows by little (a general parser on
+ * direct packet access, variable offsets and all, took it 216k
+ * instructions and seconds of load time).
  * Fills the key's addresses, ports (sender's first), proto, tcp_flags,
  * letters, the IP datagram's length and the headers a segment repeats.
  */
