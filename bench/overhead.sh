@@ -27,6 +27,7 @@
 #
 #   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS] [shared|pinned|both]   (as root)
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 BUILD=${1:-build/gcc}
 SECS=${2:-10}
 ROUNDS=${3:-3}
@@ -43,23 +44,11 @@ T=$(mktemp -d /tmp/fsoverhead.XXXXXX)
 cleanup() {
 	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
 	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
-	ip netns del "$A" 2>/dev/null || true
-	ip netns del "$B" 2>/dev/null || true
+	netns_pair_del "$A" "$B"
 	rm -rf "$T"
 }
 trap cleanup EXIT
-ip netns add "$A"
-ip netns add "$B"
-ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
-ip -n "$A" addr add 10.253.0.1/24 dev veth-a
-ip -n "$B" addr add 10.253.0.2/24 dev veth-b
-for ns in "$A" "$B"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-	ip netns exec "$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1
-done
-ip -n "$A" link set veth-a up
-ip -n "$B" link set veth-b up
+netns_pair "$A" "$B"
 
 # Placement: the CPU lists for the load and the daemon (empty: any).
 LOAD_CPUS= DAEMON_CPUS=

@@ -18,6 +18,7 @@
 # Prints, per run: connections/s, the daemon's drop counters, the share per
 # program and its heaviest functions, and the total.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 BUILD=${1:-build/gcc}
 SECS=${2:-5}
 RUNS=${3:-2}
@@ -36,23 +37,11 @@ T=$(mktemp -d /tmp/fsprofile.XXXXXX)
 cleanup() {
 	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
 	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
-	ip netns del "$A" 2>/dev/null || true
-	ip netns del "$B" 2>/dev/null || true
+	netns_pair_del "$A" "$B"
 	rm -rf "$T"
 }
 trap cleanup EXIT
-ip netns add "$A"
-ip netns add "$B"
-ip link add veth-a netns "$A" type veth peer name veth-b netns "$B"
-ip -n "$A" addr add 10.253.0.1/24 dev veth-a
-ip -n "$B" addr add 10.253.0.2/24 dev veth-b
-for ns in "$A" "$B"; do
-	ip -n "$ns" link set lo up
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="10000 65000"
-	ip netns exec "$ns" sysctl -qw net.ipv4.tcp_tw_reuse=1
-done
-ip -n "$A" link set veth-a up
-ip -n "$B" link set veth-b up
+netns_pair "$A" "$B"
 ip netns exec "$B" taskset -c 1 "$LOAD" server 10.253.0.2 7000 >/dev/null &
 server=$!
 sleep 0.3
