@@ -33,6 +33,7 @@
 #include "rollup.h"
 #include "schema.h"
 #include "testdir.h"
+#include "testsql.h"
 
 #define NS 1000000000LL
 #define MIN (60 * NS)
@@ -247,22 +248,6 @@ static void assert_same_text(const char *got, const char *want)
 		fprintf(stderr, "got:\n%s\nwant:\n%s", got, want);
 		fail();
 	}
-}
-
-static int64_t q_int(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	sqlite3_close(db);
-	return v;
 }
 
 /* ---- helpers: partitions ------------------------------------------------------- */
@@ -1081,14 +1066,14 @@ static void test_run_rolls_up_first(void **state)
 	assert_int_equal(rollup_file_has(path_in(dir, m2), closed), 1);
 	assert_int_equal(rollup_file_has(path_in(dir, h), sealed), 1);
 	assert_int_equal(rollup_file_has(path_in(dir, h), closed), 1);
-	assert_int_equal(q_int(path_in(dir, m1), "SELECT sum(flows) FROM flows_1m"), FLOWS_PER_PART);
-	assert_int_equal(q_int(path_in(dir, m1), "SELECT sum(orig_bytes) FROM flows_1m"), 600);
-	assert_int_equal(q_int(path_in(dir, m2), "SELECT sum(connections) FROM flows_1m"),
+	assert_int_equal(test_sql_int_at(path_in(dir, m1), "SELECT sum(flows) FROM flows_1m"), FLOWS_PER_PART);
+	assert_int_equal(test_sql_int_at(path_in(dir, m1), "SELECT sum(orig_bytes) FROM flows_1m"), 600);
+	assert_int_equal(test_sql_int_at(path_in(dir, m2), "SELECT sum(connections) FROM flows_1m"),
 			 CONNS_PER_PART);
-	assert_int_equal(q_int(path_in(dir, h), "SELECT sum(flows) FROM flows_1h"),
+	assert_int_equal(test_sql_int_at(path_in(dir, h), "SELECT sum(flows) FROM flows_1h"),
 			 2 * FLOWS_PER_PART);
-	assert_int_equal(q_int(path_in(dir, h), "SELECT sum(resp_bytes) FROM flows_1h"), 2400);
-	assert_int_equal(q_int(path_in(dir, h), "SELECT sum(connections) FROM flows_1h"),
+	assert_int_equal(test_sql_int_at(path_in(dir, h), "SELECT sum(resp_bytes) FROM flows_1h"), 2400);
+	assert_int_equal(test_sql_int_at(path_in(dir, h), "SELECT sum(connections) FROM flows_1h"),
 			 2 * CONNS_PER_PART);
 }
 

@@ -37,6 +37,7 @@
 #include "rollup.h"
 #include "schema.h"
 #include "testdir.h"
+#include "testsql.h"
 
 #define NS 1000000000LL
 #define MIN (60 * NS)
@@ -353,19 +354,6 @@ static void execf(sqlite3 *db, const char *fmt, ...)
 	sqlite3_free(sql);
 }
 
-static int64_t query_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 #define ROLLUP_COLS                                                                 \
 	"ts, proto, orig_addr, resp_addr, resp_port, direction, comm, flows,"       \
 	" orig_pkts, orig_bytes, resp_pkts, resp_bytes, connections,"               \
@@ -452,7 +440,7 @@ static int64_t assert_same_aggregate(sqlite3 *db, enum schema_kind k, int64_t mi
 			   " sum(failed_connections) AS failed, sum(retransmits) AS retransmits";
 
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM got WHERE ts %% %lld != 0", (long long)b);
-	assert_int_equal(query_int(db, sql), 0); /* every ts starts a bucket */
+	assert_int_equal(test_sql_int(db, sql), 0); /* every ts starts a bucket */
 	exec(db, "DROP TABLE IF EXISTS want_agg; DROP TABLE IF EXISTS got_agg");
 	execf(db, "CREATE TABLE want_agg AS SELECT ts - ts %% %lld AS b, " KEY_COLS ", %s"
 		  " FROM raw WHERE ts >= %lld GROUP BY b, " KEY_COLS,
@@ -462,8 +450,8 @@ static int64_t assert_same_aggregate(sqlite3 *db, enum schema_kind k, int64_t mi
 	n = show_diff(db, "missing", "SELECT * FROM want_agg EXCEPT SELECT * FROM got_agg");
 	n += show_diff(db, "extra", "SELECT * FROM got_agg EXCEPT SELECT * FROM want_agg");
 	assert_int_equal(n, 0);
-	n = query_int(db, "SELECT count(*) FROM want_agg");
-	assert_int_equal(query_int(db, "SELECT count(*) FROM got_agg"), n);
+	n = test_sql_int(db, "SELECT count(*) FROM want_agg");
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM got_agg"), n);
 	return n;
 }
 
@@ -473,7 +461,7 @@ static sqlite3 *reference_open(const char *dir, char (*names)[SCHEMA_NAME_LEN], 
 	sqlite3 *db = mem_open();
 
 	load_raw(db, dir, names, n);
-	assert_true(query_int(db, "SELECT count(*) FROM raw") > 0);
+	assert_true(test_sql_int(db, "SELECT count(*) FROM raw") > 0);
 	return db;
 }
 
@@ -854,7 +842,7 @@ static void test_select_sql(void **state)
 		exec(db, "DETACH src");
 		assert_true(assert_same_aggregate(db, k, INT64_MIN) > 100);
 		/* grouped: no two rows of one table share a bucket and key */
-		assert_int_equal(query_int(db, "SELECT count(*) FROM (SELECT 1 FROM got GROUP BY"
+		assert_int_equal(test_sql_int(db, "SELECT count(*) FROM (SELECT 1 FROM got GROUP BY"
 					       " ts, " KEY_COLS ", flows > 0 HAVING count(*) > 1)"),
 				 0);
 	}
@@ -886,7 +874,7 @@ static uint64_t rollup_rows(const char *dir, enum schema_kind k)
 	uint64_t n;
 
 	load_rollups(db, dir, k);
-	n = (uint64_t)query_int(db, "SELECT count(*) FROM got");
+	n = (uint64_t)test_sql_int(db, "SELECT count(*) FROM got");
 	sqlite3_close(db);
 	return n;
 }

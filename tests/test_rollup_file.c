@@ -32,6 +32,7 @@
 
 #include "schema.h"
 #include "testdir.h"
+#include "testsql.h"
 
 #define NS 1000000000LL
 #define MIN (60 * NS)
@@ -129,29 +130,6 @@ static uint64_t blocks_of(const char *path)
 	return (uint64_t)st.st_blocks * 512;
 }
 
-static sqlite3 *db_open_ro(const char *path)
-{
-	sqlite3 *db = NULL;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	return db;
-}
-
-static int64_t q_int(sqlite3 *db, const char *sql)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	if (sqlite3_column_type(st, 0) == SQLITE_NULL)
-		fail_msg("%s: NULL", sql);
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
 static void assert_q_text(sqlite3 *db, const char *sql, const char *want)
 {
 	sqlite3_stmt *st = NULL;
@@ -165,15 +143,6 @@ static void assert_q_text(sqlite3 *db, const char *sql, const char *want)
 	if (strcmp(got, want))
 		fail_msg("%s: got '%s', want '%s'", sql, got, want);
 	sqlite3_finalize(st);
-}
-
-static int64_t q_int_at(const char *path, const char *sql)
-{
-	sqlite3 *db = db_open_ro(path);
-	int64_t v = q_int(db, sql);
-
-	assert_int_equal(sqlite3_close(db), SQLITE_OK);
-	return v;
 }
 
 static struct schema_row flow_at(int64_t ts, const char *proto, int64_t bytes)
@@ -232,20 +201,20 @@ static void assert_meta_matches(const char *path, enum schema_kind k)
 	char sql[256];
 	const char *t = rollup_table_name(k);
 	struct partition_meta m;
-	sqlite3 *db = db_open_ro(path);
+	sqlite3 *db = test_sql_open_ro(path);
 	int64_t rows;
 
 	assert_int_equal(rollup_read_meta(path, &m), 0);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", t);
-	rows = q_int(db, sql);
+	rows = test_sql_int(db, sql);
 	assert_int_equal(m.tables[SCHEMA_ROLLUP_META].rows, rows);
 	snprintf(sql, sizeof(sql), "SELECT rows FROM meta_tables WHERE name = '%s'", t);
-	assert_int_equal(q_int(db, sql), rows);
+	assert_int_equal(test_sql_int(db, sql), rows);
 	if (rows) {
 		snprintf(sql, sizeof(sql), "SELECT min(ts) FROM %s", t);
-		assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_min, q_int(db, sql));
+		assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_min, test_sql_int(db, sql));
 		snprintf(sql, sizeof(sql), "SELECT max(ts) FROM %s", t);
-		assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_max, q_int(db, sql));
+		assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_max, test_sql_int(db, sql));
 	}
 	assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_end_min, 0);
 	assert_int_equal(m.tables[SCHEMA_ROLLUP_META].ts_end_max, 0);
@@ -489,9 +458,9 @@ static void assert_rollup_file(const char *path, const char *table, int64_t star
 
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0644);
-	db = db_open_ro(path);
-	assert_int_equal(q_int(db, "PRAGMA application_id"), 0x464C5753);
-	assert_int_equal(q_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
+	db = test_sql_open_ro(path);
+	assert_int_equal(test_sql_int(db, "PRAGMA application_id"), 0x464C5753);
+	assert_int_equal(test_sql_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_q_text(db, "PRAGMA journal_mode", "delete");
 	snprintf(sql, sizeof(sql), "SELECT group_concat(name, ',') FROM pragma_table_info('%s')",
 		 table);
@@ -506,17 +475,17 @@ static void assert_rollup_file(const char *path, const char *table, int64_t star
 		 " group_concat(name, ',') FROM pragma_index_info(l.name)) AS cols"
 		 " FROM pragma_index_list('%s') AS l ORDER BY cols)", table);
 	assert_q_text(db, sql, "orig_addr,ts resp_addr,ts resp_port ts");
-	assert_int_equal(q_int(db, "SELECT count(*) FROM meta"), 1);
-	assert_int_equal(q_int(db, "SELECT schema_version FROM meta"), SCHEMA_VERSION);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM meta"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT schema_version FROM meta"), SCHEMA_VERSION);
 	snprintf(sql, sizeof(sql), "SELECT period_start = %lld AND period_end = %lld FROM meta",
 		 (long long)start, (long long)end);
-	assert_int_equal(q_int(db, sql), 1);
-	assert_int_equal(q_int(db, "SELECT seq = 0 AND sealed = 0 AND sealed_at IS NULL FROM meta"), 1);
-	assert_int_equal(q_int(db, "SELECT created FROM meta"), T0 + 2 * HOUR);
+	assert_int_equal(test_sql_int(db, sql), 1);
+	assert_int_equal(test_sql_int(db, "SELECT seq = 0 AND sealed = 0 AND sealed_at IS NULL FROM meta"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT created FROM meta"), T0 + 2 * HOUR);
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM meta_tables WHERE name = '%s'"
 		 " AND ts_end_min IS NULL AND ts_end_max IS NULL", table);
-	assert_int_equal(q_int(db, sql), 1);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM meta_tables"), 1);
+	assert_int_equal(test_sql_int(db, sql), 1);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM meta_tables"), 1);
 	assert_q_text(db, "SELECT group_concat(name, ',') FROM pragma_table_info('rolled')",
 		      "source,source_rows,rows,rolled_at");
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
@@ -543,18 +512,18 @@ static void test_apply(void **state)
 	assert_false(exists(path_of(f, "." M0 ".tmp")));
 	assert_false(exists(path_of(f, M0 "-journal")));
 
-	db = db_open_ro(m0);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows_1m"), 4);
-	assert_int_equal(q_int(db, "SELECT sum(flows) FROM flows_1m"), 5); /* the late row: no */
-	assert_int_equal(q_int(db, "SELECT orig_bytes FROM flows_1m WHERE proto = 'tcp'"
+	db = test_sql_open_ro(m0);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows_1m"), 4);
+	assert_int_equal(test_sql_int(db, "SELECT sum(flows) FROM flows_1m"), 5); /* the late row: no */
+	assert_int_equal(test_sql_int(db, "SELECT orig_bytes FROM flows_1m WHERE proto = 'tcp'"
 			       " AND ts = 1795809600000000000"), 300);
-	assert_int_equal(q_int(db, "SELECT min(ts) FROM flows_1m"), T0);
-	assert_int_equal(q_int(db, "SELECT max(ts) FROM flows_1m"), T0 + 59 * MIN);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM rolled"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT min(ts) FROM flows_1m"), T0);
+	assert_int_equal(test_sql_int(db, "SELECT max(ts) FROM flows_1m"), T0 + 59 * MIN);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM rolled"), 1);
 	assert_q_text(db, "SELECT source FROM rolled", RAW0);
-	assert_int_equal(q_int(db, "SELECT source_rows FROM rolled"), 6);
-	assert_int_equal(q_int(db, "SELECT rows FROM rolled"), 4);
-	assert_int_equal(q_int(db, "SELECT rolled_at FROM rolled"), T0 + 2 * HOUR);
+	assert_int_equal(test_sql_int(db, "SELECT source_rows FROM rolled"), 6);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM rolled"), 4);
+	assert_int_equal(test_sql_int(db, "SELECT rolled_at FROM rolled"), T0 + 2 * HOUR);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	assert_int_equal(rollup_file_has(m0, RAW0), 1);
 	assert_int_equal(rollup_file_has(m0, "raw-20261127T210000Z-0000.db"), 0);
@@ -567,14 +536,14 @@ static void test_apply(void **state)
 	assert_int_equal(apply(f, SCHEMA_KIND_1M, DAY0, RAW0, INSERT_1M, &added, &done), 0);
 	assert_int_equal(done, 1);
 	assert_int_equal(added, 0);
-	assert_int_equal(q_int_at(m0, "SELECT sum(flows) FROM flows_1m"), 5);
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM rolled"), 1);
+	assert_int_equal(test_sql_int_at(m0, "SELECT sum(flows) FROM flows_1m"), 5);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM rolled"), 1);
 	assert_meta_matches(m0, SCHEMA_KIND_1M);
 
 	/* the late row belongs to the next day's file */
 	assert_int_equal(apply(f, SCHEMA_KIND_1M, DAY1, RAW0, INSERT_1M, &added, &done), 0);
 	assert_int_equal(added, 1);
-	assert_int_equal(q_int_at(path_of(f, M1), "SELECT ts FROM flows_1m"), T0 + 5 * HOUR);
+	assert_int_equal(test_sql_int_at(path_of(f, M1), "SELECT ts FROM flows_1m"), T0 + 5 * HOUR);
 	assert_meta_matches(path_of(f, M1), SCHEMA_KIND_1M);
 
 	/* and the month's 1h file gets all of it, by the hour */
@@ -583,8 +552,8 @@ static void test_apply(void **state)
 	assert_int_equal(added, 3); /* (20:00, tcp), (20:00, udp), (01:00 next day, tcp) */
 	assert_rollup_file(h0, "flows_1h", NOV, DEC);
 	assert_meta_matches(h0, SCHEMA_KIND_1H);
-	assert_int_equal(q_int_at(h0, "SELECT sum(flows) FROM flows_1h"), 6);
-	assert_int_equal(q_int_at(h0, "SELECT sum(orig_bytes) FROM flows_1h"), 1358);
+	assert_int_equal(test_sql_int_at(h0, "SELECT sum(flows) FROM flows_1h"), 6);
+	assert_int_equal(test_sql_int_at(h0, "SELECT sum(orig_bytes) FROM flows_1h"), 1358);
 }
 
 /* A sealed source and a closed unsealed one into the same file. */
@@ -621,8 +590,8 @@ static void test_apply_sealed_and_open(void **state)
 	assert_int_equal(after.sealed, 0);
 	assert_memory_equal(&after.tables, &before.tables, sizeof(before.tables));
 
-	assert_int_equal(q_int_at(path_of(f, M0), "SELECT sum(flows) FROM flows_1m"), 10);
-	assert_int_equal(q_int_at(path_of(f, M0), "SELECT count(*) FROM flows_1m"), 8);
+	assert_int_equal(test_sql_int_at(path_of(f, M0), "SELECT sum(flows) FROM flows_1m"), 10);
+	assert_int_equal(test_sql_int_at(path_of(f, M0), "SELECT count(*) FROM flows_1m"), 8);
 	assert_meta_matches(path_of(f, M0), SCHEMA_KIND_1M);
 	assert_int_equal(rollup_file_sources(path_of(f, M0), &names, &n), 0);
 	assert_int_equal(n, 2);
@@ -691,7 +660,7 @@ static void race_round(struct fixture *f, int64_t start, unsigned seq, int nproc
 	assert_int_equal(rollup_name_format(rollup, sizeof(rollup), SCHEMA_KIND_1M, start), 0);
 	assert_int_equal(exists(path_of(f, rollup)), hold);
 	if (hold)
-		flows_before = q_int_at(path_of(f, rollup), "SELECT sum(flows) FROM flows_1m");
+		flows_before = test_sql_int_at(path_of(f, rollup), "SELECT sum(flows) FROM flows_1m");
 	assert_int_equal(pipe(go), 0);
 	for (int i = 0; i < nproc; i++) {
 		pids[i] = fork();
@@ -715,7 +684,7 @@ static void race_round(struct fixture *f, int64_t start, unsigned seq, int nproc
 		firsts += WEXITSTATUS(status) == 0;
 	}
 	assert_int_equal(firsts, 1);
-	assert_int_equal(q_int_at(path_of(f, rollup), "SELECT sum(flows) FROM flows_1m"),
+	assert_int_equal(test_sql_int_at(path_of(f, rollup), "SELECT sum(flows) FROM flows_1m"),
 			 flows_before + 5);
 	assert_int_equal(rollup_file_has(path_of(f, rollup), source), 1);
 	assert_meta_matches(path_of(f, rollup), SCHEMA_KIND_1M);
@@ -736,7 +705,7 @@ static void test_apply_two_processes(void **state)
 		make_raw(f, T0, seq);
 		race_round(f, T0, seq, seq == 1 ? 2 : 4, 1);
 	}
-	assert_int_equal(q_int_at(path_of(f, M0), "SELECT count(*) FROM rolled"), 3);
+	assert_int_equal(test_sql_int_at(path_of(f, M0), "SELECT count(*) FROM rolled"), 3);
 	assert_int_equal(catalog_scan(f->dir, &cat), 0);
 	assert_int_equal(cat.temps, 0); /* the losers cleaned up */
 	assert_int_equal(cat.foreign, 0);
@@ -768,7 +737,7 @@ static void test_apply_errors(void **state)
 	assert_int_equal(apply(f, SCHEMA_KIND_1M, DAY0, "raw-20261127T210000Z-0000.db", INSERT_1M,
 			       &added, &done), -ENOENT);
 	assert_true(exists(m0));
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM rolled"), 0);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM rolled"), 0);
 	/* a source that is not ours */
 	write_file(path_of(f, "raw-20261127T220000Z-0000.db"), "not a partition", 15);
 	assert_int_equal(apply(f, SCHEMA_KIND_1M, DAY0, "raw-20261127T220000Z-0000.db", INSERT_1M,
@@ -794,8 +763,8 @@ static void test_apply_errors(void **state)
 			 -EINVAL);
 	assert_int_equal(added, 0);
 	assert_non_null(strstr(schema_last_error(), "NOT NULL"));
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM flows_1m"), 0);
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM rolled"), 0);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM flows_1m"), 0);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM rolled"), 0);
 	assert_meta_matches(m0, SCHEMA_KIND_1M);
 	assert_int_equal(rollup_file_has(m0, RAW0), 0);
 	/* and the right one still goes in */
@@ -996,8 +965,8 @@ static void test_step_killed(void **state)
 	assert_false(exists(path_of(f, M0 "-journal")));
 	assert_int_equal(rollup_file_has(m0, RAW0), 1);
 	assert_meta_matches(m0, SCHEMA_KIND_1M);
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM flows_1m"), 4);
-	assert_int_equal(q_int_at(m0, "SELECT count(*) FROM rolled"), 1);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM flows_1m"), 4);
+	assert_int_equal(test_sql_int_at(m0, "SELECT count(*) FROM rolled"), 1);
 }
 
 /* ---- the catalog of every kind ------------------------------------------------------------ */

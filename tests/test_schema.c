@@ -27,6 +27,7 @@
 #include <sqlite3.h>
 
 #include "schema.h"
+#include "testsql.h"
 
 #define NS 1000000000LL
 #define HOUR (3600 * NS)
@@ -132,14 +133,6 @@ static void make_sqlite_file(const char *path, const char *sql)
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
-static sqlite3 *db_open_ro(const char *path)
-{
-	sqlite3 *db = NULL;
-
-	assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-	return db;
-}
-
 static sqlite3 *db_open_uri(const char *uri)
 {
 	sqlite3 *db = NULL;
@@ -149,36 +142,11 @@ static sqlite3 *db_open_uri(const char *uri)
 	return db;
 }
 
-/* First column of the one row sql returns; *is_null says whether NULL. */
-static int64_t q_value(sqlite3 *db, const char *sql, int *is_null)
-{
-	sqlite3_stmt *st = NULL;
-	int64_t v;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
-		fail_msg("%s: %s", sql, sqlite3_errmsg(db));
-	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-	*is_null = sqlite3_column_type(st, 0) == SQLITE_NULL;
-	v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	return v;
-}
-
-static int64_t q_int(sqlite3 *db, const char *sql)
-{
-	int is_null;
-	int64_t v = q_value(db, sql, &is_null);
-
-	if (is_null)
-		fail_msg("%s: NULL", sql);
-	return v;
-}
-
 static int q_null(sqlite3 *db, const char *sql)
 {
 	int is_null;
 
-	q_value(db, sql, &is_null);
+	test_sql_value(db, sql, &is_null);
 	return is_null;
 }
 
@@ -460,24 +428,24 @@ static void test_create(void **state)
 	assert_string_equal(partition_path(p), path);
 	assert_int_equal(partition_period_end(p), T0 + HOUR);
 	assert_int_equal(partition_rows(p), 0);
-	db = db_open_ro(path);
-	assert_int_equal(q_int(db, "PRAGMA application_id"), 0x464C5753);
-	assert_int_equal(q_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
+	db = test_sql_open_ro(path);
+	assert_int_equal(test_sql_int(db, "PRAGMA application_id"), 0x464C5753);
+	assert_int_equal(test_sql_int(db, "PRAGMA user_version"), SCHEMA_VERSION);
 	assert_q_text(db, "PRAGMA journal_mode", "wal");
-	assert_int_equal(q_int(db, "SELECT count(*) FROM meta"), 1);
-	assert_int_equal(q_int(db, "SELECT schema_version FROM meta"), SCHEMA_VERSION);
-	assert_int_equal(q_int(db, "SELECT period_start FROM meta"), T0);
-	assert_int_equal(q_int(db, "SELECT period_end FROM meta"), T0 + HOUR);
-	assert_int_equal(q_int(db, "SELECT seq FROM meta"), 0);
-	assert_int_equal(q_int(db, "SELECT created FROM meta"), T0 + 5);
-	assert_int_equal(q_int(db, "SELECT sealed FROM meta"), 0);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM meta"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT schema_version FROM meta"), SCHEMA_VERSION);
+	assert_int_equal(test_sql_int(db, "SELECT period_start FROM meta"), T0);
+	assert_int_equal(test_sql_int(db, "SELECT period_end FROM meta"), T0 + HOUR);
+	assert_int_equal(test_sql_int(db, "SELECT seq FROM meta"), 0);
+	assert_int_equal(test_sql_int(db, "SELECT created FROM meta"), T0 + 5);
+	assert_int_equal(test_sql_int(db, "SELECT sealed FROM meta"), 0);
 	assert_true(q_null(db, "SELECT sealed_at FROM meta"));
-	assert_int_equal(q_int(db, "SELECT count(*) FROM meta_tables WHERE rows = 0 AND"
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM meta_tables WHERE rows = 0 AND"
 			       " ts_min IS NULL AND ts_max IS NULL AND ts_end_min IS NULL"
 			       " AND ts_end_max IS NULL AND name IN"
 			       " ('flows', 'connections', 'tcp_states')"), 3);
 	/* append-only: no secondary index before the seal */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 			       " AND sql IS NOT NULL"), 0);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	partition_close(p);
@@ -530,44 +498,44 @@ static void test_add_commit(void **state)
 	struct schema_row rows[] = { flow_at(T0 + 100, T0 + 900), flow_at(T0 + 50, T0 + 60),
 				     conn_at(T0 + 10, T0 + 20), tcp_state_at(T0 + 30), tcp_state_at(T0 + 40) };
 	struct schema_row late = flow_at(T0 - 5, T0 + 5000); /* late rows are kept */
-	sqlite3 *db = db_open_ro(partition_path(p));
+	sqlite3 *db = test_sql_open_ro(partition_path(p));
 
 	assert_int_equal(partition_begin(p), 0);
 	for (size_t i = 0; i < 5; i++)
 		assert_int_equal(partition_add(p, &rows[i]), 0);
 	/* nothing visible before the commit */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 0);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 0);
 	assert_int_equal(partition_rows(p), 0);
 	assert_int_equal(partition_commit(p), 0);
 	assert_int_equal(partition_rows(p), 5);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 2);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM connections"), 1);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM tcp_states"), 2);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 2);
-	assert_int_equal(q_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 + 50);
-	assert_int_equal(q_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 100);
-	assert_int_equal(q_int(db, "SELECT ts_end_min FROM meta_tables WHERE name = 'flows'"), T0 + 60);
-	assert_int_equal(q_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 900);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'connections'"), 1);
-	assert_int_equal(q_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'connections'"), T0 + 10);
-	assert_int_equal(q_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'connections'"), T0 + 20);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'tcp_states'"), 2);
-	assert_int_equal(q_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'tcp_states'"), T0 + 30);
-	assert_int_equal(q_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'tcp_states'"), T0 + 40);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM connections"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM tcp_states"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 + 50);
+	assert_int_equal(test_sql_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 100);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_min FROM meta_tables WHERE name = 'flows'"), T0 + 60);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 900);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'connections'"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'connections'"), T0 + 10);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'connections'"), T0 + 20);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'tcp_states'"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'tcp_states'"), T0 + 30);
+	assert_int_equal(test_sql_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'tcp_states'"), T0 + 40);
 	assert_true(q_null(db, "SELECT ts_end_min FROM meta_tables WHERE name = 'tcp_states'"));
 	assert_true(q_null(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'tcp_states'"));
 
 	/* a second commit extends the totals; untouched tables keep theirs */
 	add_committed(p, &late, 1);
 	assert_int_equal(partition_rows(p), 6);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 3);
-	assert_int_equal(q_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 - 5);
-	assert_int_equal(q_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 100);
-	assert_int_equal(q_int(db, "SELECT ts_end_min FROM meta_tables WHERE name = 'flows'"), T0 + 60);
-	assert_int_equal(q_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 5000);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'tcp_states'"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 3);
+	assert_int_equal(test_sql_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 - 5);
+	assert_int_equal(test_sql_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 100);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_min FROM meta_tables WHERE name = 'flows'"), T0 + 60);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 5000);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'tcp_states'"), 2);
 	/* metadata equals the rows */
-	assert_int_equal(q_int(db, "SELECT count(*) FROM meta_tables m WHERE m.name = 'flows' AND"
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM meta_tables m WHERE m.name = 'flows' AND"
 			       " (m.rows, m.ts_min, m.ts_max, m.ts_end_min, m.ts_end_max) ="
 			       " (SELECT count(*), min(ts), max(ts), min(ts_end), max(ts_end) FROM flows)"), 1);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
@@ -585,7 +553,7 @@ static void test_flow_columns(void **state)
 	rows[1].flow.ts_end = T0 + 4;
 	strcpy(rows[1].flow.proto, "17");
 	add_committed(p, rows, 2);
-	db = db_open_ro(partition_path(p));
+	db = test_sql_open_ro(partition_path(p));
 	assert_q_text(db, "SELECT quote(ts) || ',' || quote(ts_end) || ',' || quote(proto) || ','"
 		      " || quote(orig_addr) || ',' || quote(orig_port) || ',' || quote(resp_addr)"
 		      " || ',' || quote(resp_port) || ',' || quote(orig_pkts) || ','"
@@ -625,7 +593,7 @@ static void test_conn_and_state_columns(void **state)
 	rows[3].state.sock_cookie = 0;
 	rows[3].state.comm[0] = rows[3].state.direction[0] = 0;
 	add_committed(p, rows, 4);
-	db = db_open_ro(partition_path(p));
+	db = test_sql_open_ro(partition_path(p));
 	assert_q_text(db, "SELECT quote(ts) || ',' || quote(ts_end) || ',' || quote(direction)"
 		      " || ',' || quote(orig_addr) || ',' || quote(orig_port) || ',' || quote(resp_addr)"
 		      " || ',' || quote(resp_port) || ',' || quote(pid) || ',' || quote(uid) || ','"
@@ -663,7 +631,7 @@ static void test_rollback(void **state)
 	struct schema_row lost[] = { flow_at(T0 - HOUR, T0 + HOUR), conn_at(T0 + 1, T0 + 2),
 				     tcp_state_at(T0 + 2 * HOUR) };
 	struct schema_row after = flow_at(T0 + 30, T0 + 40);
-	sqlite3 *db = db_open_ro(partition_path(p));
+	sqlite3 *db = test_sql_open_ro(partition_path(p));
 
 	add_committed(p, kept, 2);
 	assert_int_equal(partition_begin(p), 0);
@@ -671,19 +639,19 @@ static void test_rollback(void **state)
 		assert_int_equal(partition_add(p, &lost[i]), 0);
 	partition_rollback(p);
 	assert_int_equal(partition_rows(p), 2);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 1);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM connections"), 0);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM tcp_states"), 1);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'connections'"), 0);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM connections"), 0);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM tcp_states"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'connections'"), 0);
 
 	/* still usable, and the rolled-back rows left no trace in the totals */
 	add_committed(p, &after, 1);
 	assert_int_equal(partition_rows(p), 3);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 2);
-	assert_int_equal(q_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 + 10);
-	assert_int_equal(q_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 30);
-	assert_int_equal(q_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 40);
-	assert_int_equal(q_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'tcp_states'"), T0 + 15);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT ts_min FROM meta_tables WHERE name = 'flows'"), T0 + 10);
+	assert_int_equal(test_sql_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'flows'"), T0 + 30);
+	assert_int_equal(test_sql_int(db, "SELECT ts_end_max FROM meta_tables WHERE name = 'flows'"), T0 + 40);
+	assert_int_equal(test_sql_int(db, "SELECT ts_max FROM meta_tables WHERE name = 'tcp_states'"), T0 + 15);
 	assert_true(q_null(db, "SELECT ts_min FROM meta_tables WHERE name = 'connections'"));
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	partition_close(p);
@@ -815,7 +783,7 @@ static void assert_sealed(const char *path, int64_t sealed_ns)
 	snprintf(uri, sizeof(uri), "file:%s?immutable=1", path);
 	db = db_open_uri(uri);
 	assert_q_text(db, "PRAGMA journal_mode", "delete");
-	assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 			       " AND sql IS NOT NULL"), 10);
 	for (size_t i = 0; i < 10; i++) {
 		char sql[128];
@@ -834,10 +802,10 @@ static void assert_sealed(const char *path, int64_t sealed_ns)
 		      "orig_addr,ts");
 	assert_q_text(db, "SELECT group_concat(name) FROM pragma_index_info('connections_resp_addr')",
 		      "resp_addr,ts");
-	assert_true(q_int(db, "SELECT count(*) FROM sqlite_stat1") > 0); /* ANALYZEd */
-	assert_int_equal(q_int(db, "SELECT sealed FROM meta"), 1);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 2);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows WHERE resp_port = 443"), 2);
+	assert_true(test_sql_int(db, "SELECT count(*) FROM sqlite_stat1") > 0); /* ANALYZEd */
+	assert_int_equal(test_sql_int(db, "SELECT sealed FROM meta"), 1);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows WHERE resp_port = 443"), 2);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
 
@@ -900,11 +868,11 @@ static void test_seal_cancel(void **state)
 	assert_meta_rows(&m, T0, 0);
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0200, 0200);
-	db = db_open_ro(path);
+	db = test_sql_open_ro(path);
 	assert_q_text(db, "PRAGMA quick_check", "ok");
-	assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
 			       " AND sql IS NOT NULL"), 0);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 2);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 
 	atomic_store(&cancel, 0);
@@ -1058,9 +1026,9 @@ static void test_hot_journal(void **state)
 	/* the seal opens read-write: SQLite rolls back, the seal completes */
 	assert_int_equal(partition_seal(path, T0 + 2 * HOUR, NULL), 0);
 	assert_sealed(path, T0 + HOUR);
-	db = db_open_ro(path);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows WHERE comm = 'curl'"), 2);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'junk'"), 0);
+	db = test_sql_open_ro(path);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows WHERE comm = 'curl'"), 2);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM sqlite_master WHERE name = 'junk'"), 0);
 	assert_q_text(db, "PRAGMA integrity_check", "ok");
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 }
@@ -1176,8 +1144,8 @@ static void test_deferred_checkpoints(void **state)
 
 	/* a restart checkpoint, with a reader open on the file: it copies all
 	 * and the WAL starts over at the next commit just the same */
-	db = db_open_ro(partition_path(p));
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500 * commits + 1);
+	db = test_sql_open_ro(partition_path(p));
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 500 * commits + 1);
 	while (partition_wal_frames(p) <= 500) {
 		add_committed(p, rows, 500);
 		commits++;
@@ -1188,8 +1156,8 @@ static void test_deferred_checkpoints(void **state)
 	assert_int_equal(copied, frames);
 	add_committed(p, rows, 1);
 	assert_true(partition_wal_frames(p) < 50);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500 * commits + 2);
-	assert_int_equal(q_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 500 * commits + 2);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 500 * commits + 2);
+	assert_int_equal(test_sql_int(db, "SELECT rows FROM meta_tables WHERE name = 'flows'"), 500 * commits + 2);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 
 	/* closing the checkpointing connection never checkpoints; the writer's
@@ -1228,8 +1196,8 @@ static void test_close_for_seal(void **state)
 	assert_int_equal(m.tables[SCHEMA_FLOWS].rows, 500);
 	assert_int_equal(partition_seal(path, T0 + HOUR, NULL), 0);
 	assert_int_equal(file_size(path, "-wal"), -1);
-	db = db_open_ro(path);
-	assert_int_equal(q_int(db, "SELECT count(*) FROM flows"), 500);
+	db = test_sql_open_ro(path);
+	assert_int_equal(test_sql_int(db, "SELECT count(*) FROM flows"), 500);
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);
 	partition_close_for_seal(NULL);
 }
