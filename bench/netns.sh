@@ -24,3 +24,21 @@ netns_pair_del() {
 	ip netns del "$1" 2>/dev/null || true
 	ip netns del "$2" 2>/dev/null || true
 }
+
+# bench_pair NAME: the pair as $A (NAME-a-PID) and $B (NAME-b-PID), a
+# scratch dir $T, and an EXIT trap that kills $daemon and $server (when
+# set) and removes the pair and $T.
+bench_pair() {
+	A=$1-a-$$
+	B=$1-b-$$
+	T=$(mktemp -d "/tmp/$1.XXXXXX")
+	trap bench_pair_cleanup EXIT
+	netns_pair "$A" "$B"
+}
+
+bench_pair_cleanup() {
+	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
+	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
+	netns_pair_del "$A" "$B"
+	rm -rf "$T"
+}

@@ -38,17 +38,7 @@ LOAD=$BUILD/bench/tcp_load
 [ "$(id -u)" = 0 ] || { echo "bench/overhead: needs root" >&2; exit 1; }
 [ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/overhead: build $BUILD first" >&2; exit 1; }
 
-A=fsbench-a-$$
-B=fsbench-b-$$
-T=$(mktemp -d /tmp/fsoverhead.XXXXXX)
-cleanup() {
-	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
-	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
-	netns_pair_del "$A" "$B"
-	rm -rf "$T"
-}
-trap cleanup EXIT
-netns_pair "$A" "$B"
+bench_pair fsbench
 
 # Placement: the CPU lists for the load and the daemon (empty: any).
 LOAD_CPUS= DAEMON_CPUS=

@@ -31,17 +31,7 @@ LOAD=$BUILD/bench/tcp_load
 command -v perf >/dev/null || { echo "bench/storm_profile: needs perf (apt-get install linux-perf)" >&2; exit 1; }
 [ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/storm_profile: build $BUILD first" >&2; exit 1; }
 
-A=fsprof-a-$$
-B=fsprof-b-$$
-T=$(mktemp -d /tmp/fsprofile.XXXXXX)
-cleanup() {
-	[ -n "${daemon:-}" ] && kill -9 "$daemon" 2>/dev/null
-	[ -n "${server:-}" ] && kill "$server" 2>/dev/null
-	netns_pair_del "$A" "$B"
-	rm -rf "$T"
-}
-trap cleanup EXIT
-netns_pair "$A" "$B"
+bench_pair fsprof
 ip netns exec "$B" taskset -c 1 "$LOAD" server 10.253.0.2 7000 >/dev/null &
 server=$!
 sleep 0.3
