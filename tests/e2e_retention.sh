@@ -30,26 +30,11 @@ biggest_partition() {
 }
 
 # sum_rollup DIR KIND COLUMN: the column summed over every rollup file of KIND.
-sum_rollup() {
-	local total=0 n f
-	for f in "$1"/"$2"-*.db; do
-		[ -e "$f" ] || continue
-		n=$(sqlite3 "file:$f?mode=ro" "SELECT ifnull(sum($3), 0) FROM flows_$2")
-		total=$((total + n))
-	done
-	echo "$total"
-}
+sum_rollup() { sum_sql "$1" "$2-*.db" "SELECT ifnull(sum($3), 0) FROM flows_$2"; }
 
 # Rows of TABLE in the raw partitions that are not sealed (not rolled up).
 unsealed_rows() {
-	local total=0 n f
-	for f in "$1"/raw-*.db; do
-		[ -e "$f" ] || continue
-		[ "$(sqlite3 "file:$f?mode=ro" 'SELECT sealed FROM meta')" = 1 ] && continue
-		n=$(sqlite3 "file:$f?mode=ro" "SELECT count(*) FROM $2")
-		total=$((total + n))
-	done
-	echo "$total"
+	sum_sql "$1" 'raw-*.db' "SELECT CASE (SELECT sealed FROM meta) WHEN 1 THEN 0 ELSE (SELECT count(*) FROM $2) END"
 }
 
 run_daemon() { # SECONDS LOG

@@ -29,27 +29,23 @@ test_dir() {
 
 cleanup_hook() { :; }
 
-# sum_meta DIR TABLE: rows recorded in every partition's metadata.
-sum_meta() {
+# sum_sql DIR PATTERN SQL: SQL's one integer summed over every file of DIR
+# that PATTERN (a glob) matches, each opened read-only; 0 when none does.
+sum_sql() {
 	local total=0 n f
-	for f in "$1"/raw-*.db; do
+	for f in "$1"/$2; do
 		[ -e "$f" ] || continue
-		n=$(sqlite3 "file:$f?mode=ro" "SELECT rows FROM meta_tables WHERE name='$2'")
+		n=$(sqlite3 "file:$f?mode=ro" "$3")
 		total=$((total + n))
 	done
 	echo "$total"
 }
 
+# sum_meta DIR TABLE: rows recorded in every partition's metadata.
+sum_meta() { sum_sql "$1" 'raw-*.db' "SELECT rows FROM meta_tables WHERE name='$2'"; }
+
 # sum_rows DIR TABLE: rows actually in every partition's table.
-sum_rows() {
-	local total=0 n f
-	for f in "$1"/raw-*.db; do
-		[ -e "$f" ] || continue
-		n=$(sqlite3 "file:$f?mode=ro" "SELECT count(*) FROM $2")
-		total=$((total + n))
-	done
-	echo "$total"
-}
+sum_rows() { sum_sql "$1" 'raw-*.db' "SELECT count(*) FROM $2"; }
 
 # stat_value LOGFILE KEY: the value of KEY=N in the last "stats:" line.
 stat_value() {
