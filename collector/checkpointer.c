@@ -24,11 +24,6 @@
 
 #define WARN_INTERVAL_NS (60LL * 1000000000LL)
 
-static int64_t mono_now(void)
-{
-	return clock_monotonic(&clock_system);
-}
-
 struct checkpointer {
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -87,7 +82,7 @@ static void let_go(struct checkpointer *c)
 
 static void checkpoint(struct checkpointer *c, const char *path, int pages)
 {
-	int64_t t0 = mono_now(), t;
+	int64_t t0 = clock_monotonic(&clock_system), t;
 	int frames = -1, copied = -1, err = 0;
 	bool restart = pages >= CHECKPOINT_RESTART_PAGES;
 
@@ -97,7 +92,7 @@ static void checkpoint(struct checkpointer *c, const char *path, int pages)
 		err = partition_ckpt_open(path, &c->conn);
 	if (!err)
 		err = partition_ckpt_run(c->conn, restart, &frames, &copied);
-	t = mono_now() - t0;
+	t = clock_monotonic(&clock_system) - t0;
 	if (err) {
 		stats_add(&c->stats->checkpoint_errors, 1);
 		let_go(c);

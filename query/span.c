@@ -2968,11 +2968,47 @@ static int prow_marks(struct span_set *set, const struct prow *r)
 	return e->has_sources;
 }
 
+/* Does the listed rollup file `name` (its marks loaded: marks[j]) mark raw
+ * partition `source`? */
+static int rollup_marks(const struct prow *rows, const struct rollup_info *const *marks,
+			size_t n, const char *name, const char *source)
+{
+	for (size_t j = 0; j < n; j++)
+		if (marks[j] && !strcmp(rows[j].p->name, name))
+			return marks[j]->nsources &&
+			       bsearch(source, marks[j]->sources, marks[j]->nsources,
+				       sizeof(marks[j]->sources[0]), name_cmp) != NULL;
+	return 0;
+}
+
+/* Every rollup target of a raw partition marks it: the 1m and 1h files of
+ * each period its flows and connections fall in (schema.h,
+ * rollup_source_span; retention's rule), or it has none to roll up. */
+static int raw_rolled_up(const struct prow *rows, const struct rollup_info *const *marks,
+			 size_t n, const char *source, const struct partition_meta *m)
+{
+	static const enum schema_kind kinds[] = { SCHEMA_KIND_1M, SCHEMA_KIND_1H };
+	char name[SCHEMA_NAME_LEN];
+	int64_t lo = 0, hi = 0, start, end;
+	uint64_t nrows;
+
+	if (!rollup_source_span(m, &lo, &hi, &nrows))
+		return 1;
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		for (int64_t at = lo;; at = end) {
+			if (rollup_name_format(name, sizeof(name), kinds[i], at) ||
+			    !rollup_marks(rows, marks, n, name, source))
+				return 0;
+			rollup_period(kinds[i], at, &start, &end);
+			if (end > hi || end == INT64_MAX)
+				break;
+		}
+	return 1;
+}
+
 /*
  * rolled_up of the raw rows, rolled_from of the rollup rows, from the
- * rollup files' marks: a raw partition is rolled up when a 1m file and a
- * 1h file mark it, or when it has no flows and no connections (nothing to
- * roll up).
+ * rollup files' marks (raw_rolled_up).
  */
 static void parts_rolled(struct span_set *set, struct prow *rows, size_t n)
 {
@@ -2997,21 +3033,10 @@ static void parts_rolled(struct span_set *set, struct prow *rows, size_t n)
 			snprintf(rows[i].rolled_from, sizeof(rows[i].rolled_from), "%s",
 				 marks[i]->sources[0]);
 	}
-	for (size_t i = 0; i < n; i++) {
-		const struct partition_meta *m = &rows[i].meta;
-		unsigned in = 0;
-
-		if (kind_is_rollup(rows[i].p->kind) || !rows[i].has_meta)
-			continue;
-		for (size_t j = 0; j < n; j++)
-			if (marks[j] && marks[j]->nsources &&
-			    bsearch(rows[i].p->name, marks[j]->sources, marks[j]->nsources,
-				    sizeof(marks[j]->sources[0]), name_cmp))
-				in |= 1u << rows[j].p->kind->kind;
-		rows[i].rolled_up = in == (1u << SCHEMA_KIND_1M | 1u << SCHEMA_KIND_1H) ||
-				    (!m->tables[SCHEMA_FLOWS].rows &&
-				     !m->tables[SCHEMA_CONNECTIONS].rows);
-	}
+	for (size_t i = 0; i < n; i++)
+		if (!kind_is_rollup(rows[i].p->kind) && rows[i].has_meta)
+			rows[i].rolled_up = raw_rolled_up(rows, marks, n, rows[i].p->name,
+							  &rows[i].meta);
 	pthread_mutex_unlock(&set->rollup_lock);
 	free(marks);
 }

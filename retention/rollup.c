@@ -128,29 +128,6 @@ static void format_insert(char *buf, size_t len, const struct rollup_target *t)
 
 /* ---- targets ------------------------------------------------------------------ */
 
-/* [*lo, *hi]: the ts range of the rows rolled up; 0 if there are none. */
-static int source_span(const struct partition_meta *m, int64_t *lo, int64_t *hi,
-		       uint64_t *rows)
-{
-	static const enum schema_table rolled[] = { SCHEMA_FLOWS, SCHEMA_CONNECTIONS };
-	int any = 0;
-
-	*rows = 0;
-	for (size_t i = 0; i < sizeof(rolled) / sizeof(rolled[0]); i++) {
-		enum schema_table t = rolled[i];
-
-		if (m->tables[t].rows == 0)
-			continue;
-		if (!any || m->tables[t].ts_min < *lo)
-			*lo = m->tables[t].ts_min;
-		if (!any || m->tables[t].ts_max > *hi)
-			*hi = m->tables[t].ts_max;
-		*rows += m->tables[t].rows;
-		any = 1;
-	}
-	return any;
-}
-
 static int beyond_horizon(const int64_t *horizon_ns, const struct rollup_target *t)
 {
 	return horizon_ns && horizon_ns[t->kind] && t->end <= horizon_ns[t->kind];
@@ -171,7 +148,7 @@ static int for_each_target(const struct partition_meta *m, const int64_t *horizo
 	uint64_t rows;
 	int rc;
 
-	if (!source_span(m, &lo, &hi, &rows))
+	if (!rollup_source_span(m, &lo, &hi, &rows))
 		return 0;
 	for (size_t i = 0; i < sizeof(rollup_kinds) / sizeof(rollup_kinds[0]); i++) {
 		t.kind = rollup_kinds[i];
@@ -245,7 +222,7 @@ int rollup_partition(const char *dir, const char *name, const struct partition_m
 
 	assert(dir && name && meta && res);
 	memset(res, 0, sizeof(*res));
-	if (!source_span(meta, &lo, &hi, &res->source_rows))
+	if (!rollup_source_span(meta, &lo, &hi, &res->source_rows))
 		return 0;
 	rc = join_path(a.source_path, sizeof(a.source_path), dir, name);
 	if (rc)

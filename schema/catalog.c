@@ -110,15 +110,9 @@ static void set_error(struct catalog_entry *e, const char *reason)
 static int entry_read_meta(const char *path, struct catalog_entry *e)
 {
 	enum schema_kind kind;
-	int rc;
+	int rc = schema_file_read_meta(path, &kind, &e->meta);
 
-	if (e->kind == SCHEMA_KIND_RAW)
-		return partition_read_meta(path, &e->meta);
-	rc = schema_file_read_meta(path, &kind, &e->meta);
-	if (!rc && kind != e->kind)
-		rc = schema_error(-EINVAL, path, "a %s file under a %s name",
-				  schema_kind_name(kind), schema_kind_name(e->kind));
-	return rc;
+	return rc ? rc : schema_kind_check(path, kind, SCHEMA_WANT(e->kind));
 }
 
 /*

@@ -1222,6 +1222,23 @@ int schema_file_read_meta(const char *path, enum schema_kind *kind, struct parti
 	return rc;
 }
 
+int schema_kind_check(const char *path, enum schema_kind kind, unsigned want)
+{
+	int k;
+
+	if (want & SCHEMA_WANT(kind))
+		return 0;
+	if (want == SCHEMA_WANT_RAW)
+		return schema_error(-EINVAL, path, "a %s rollup file, not a raw partition",
+				    kind_names[kind]);
+	if (want == SCHEMA_WANT_ROLLUP)
+		return schema_error(-EINVAL, path, "a raw partition, not a rollup file");
+	for (k = 0; k < SCHEMA_NKINDS && !(want & SCHEMA_WANT(k)); k++)
+		;
+	return schema_error(-EINVAL, path, "a %s file under a %s name", kind_names[kind],
+			    k < SCHEMA_NKINDS ? kind_names[k] : "?");
+}
+
 int partition_read_meta(const char *path, struct partition_meta *out)
 {
 	enum schema_kind kind = SCHEMA_KIND_RAW;
@@ -1230,11 +1247,8 @@ int partition_read_meta(const char *path, struct partition_meta *out)
 	if (!path || !out)
 		return schema_error(-EINVAL, path, "partition_read_meta: bad arguments");
 	rc = schema_file_read_meta(path, &kind, out);
-	if (!rc && kind != SCHEMA_KIND_RAW) {
+	if (!rc && (rc = schema_kind_check(path, kind, SCHEMA_WANT_RAW)))
 		memset(out, 0, sizeof(*out));
-		rc = schema_error(-EINVAL, path, "a %s rollup file, not a raw partition",
-				  kind_names[kind]);
-	}
 	return rc;
 }
 
@@ -1378,9 +1392,7 @@ static int seal_check_kind(sqlite3 *db, const char *path)
 	enum schema_kind kind = SCHEMA_KIND_RAW;
 	int rc = read_meta_tables(db, path, &m, &kind);
 
-	if (!rc && kind != SCHEMA_KIND_RAW)
-		rc = schema_error(-EINVAL, path, "a %s rollup file: never sealed", kind_names[kind]);
-	return rc;
+	return rc ? rc : schema_kind_check(path, kind, SCHEMA_WANT_RAW);
 }
 
 static int seal_open_once(const char *path, sqlite3 **db, int *version, int *done)

@@ -151,6 +151,27 @@ static void month_period(int64_t t_ns, int64_t *start, int64_t *end)
 	*end = secs_to_ns(timegm(&tm));
 }
 
+int rollup_source_span(const struct partition_meta *m, int64_t *lo, int64_t *hi, uint64_t *rows)
+{
+	static const enum schema_table rolled[] = { SCHEMA_FLOWS, SCHEMA_CONNECTIONS };
+	int any = 0;
+
+	*rows = 0;
+	for (size_t i = 0; i < sizeof(rolled) / sizeof(rolled[0]); i++) {
+		enum schema_table t = rolled[i];
+
+		if (m->tables[t].rows == 0)
+			continue;
+		if (!any || m->tables[t].ts_min < *lo)
+			*lo = m->tables[t].ts_min;
+		if (!any || m->tables[t].ts_max > *hi)
+			*hi = m->tables[t].ts_max;
+		*rows += m->tables[t].rows;
+		any = 1;
+	}
+	return any;
+}
+
 void rollup_period(enum schema_kind k, int64_t t_ns, int64_t *start, int64_t *end)
 {
 	switch (k) {
@@ -285,10 +306,8 @@ int rollup_read_meta(const char *path, struct partition_meta *out)
 	if (!path || !out)
 		return schema_error(-EINVAL, path, "rollup_read_meta: bad arguments");
 	rc = schema_file_read_meta(path, &kind, out);
-	if (!rc && kind == SCHEMA_KIND_RAW) {
+	if (!rc && (rc = schema_kind_check(path, kind, SCHEMA_WANT_ROLLUP)))
 		memset(out, 0, sizeof(*out));
-		rc = schema_error(-EINVAL, path, "a raw partition, not a rollup file");
-	}
 	return rc;
 }
 
@@ -310,8 +329,8 @@ static int rolled_open(const char *path, sqlite3 **db)
 	if (rc)
 		return rc;
 	rc = schema_meta_read(*db, path, &kind, &m);
-	if (!rc && kind == SCHEMA_KIND_RAW)
-		rc = schema_error(-EINVAL, path, "a raw partition, not a rollup file");
+	if (!rc)
+		rc = schema_kind_check(path, kind, SCHEMA_WANT_ROLLUP);
 	if (rc) {
 		sqlite3_close_v2(*db);
 		*db = NULL;
@@ -671,10 +690,9 @@ static int target_open(const struct rollup_target *t, int busy_ms, sqlite3 **out
 		rc = schema_error(-EROFS, t->path, "the file is read-only");
 	if (!rc)
 		rc = schema_meta_read(db, t->path, &kind, &m);
-	if (!rc && kind != t->kind)
-		rc = schema_error(-EINVAL, t->path, "a %s file under a %s name",
-				  schema_kind_name(kind), schema_kind_name(t->kind));
-	else if (!rc && (m.period_start_ns != t->start || m.period_end_ns != t->end))
+	if (!rc)
+		rc = schema_kind_check(t->path, kind, SCHEMA_WANT(t->kind));
+	if (!rc && (m.period_start_ns != t->start || m.period_end_ns != t->end))
 		rc = schema_error(-EINVAL, t->path, "renamed: meta says period [%lld, %lld)",
 				  (long long)m.period_start_ns, (long long)m.period_end_ns);
 	if (rc) {

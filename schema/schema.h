@@ -264,6 +264,13 @@ int64_t rollup_bucket_ns(enum schema_kind k);
  * ones). */
 void rollup_period(enum schema_kind k, int64_t t_ns, int64_t *start, int64_t *end);
 
+/* What of a raw partition is rolled up: its flows and connections, from
+ * the earliest ts (*lo) to the latest (*hi) of either; *rows, how many.
+ * Returns 0 when it has none (nothing to roll up). Its rollup targets are
+ * the k-files of the periods from rollup_period(k, *lo) to the one holding
+ * *hi; it is rolled up when every one of them marks it. */
+int rollup_source_span(const struct partition_meta *m, int64_t *lo, int64_t *hi, uint64_t *rows);
+
 /* The one table of a rollup file ("flows_1m" or "flows_1h"). Its metadata
  * is in partition_meta.tables[SCHEMA_ROLLUP_META] (the other entries are
  * zero); ts_end_* are 0. */

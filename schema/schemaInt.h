@@ -101,6 +101,16 @@ int schema_meta_read(sqlite3 *db, const char *path, enum schema_kind *kind,
  * zeroed first. */
 int schema_file_read_meta(const char *path, enum schema_kind *kind, struct partition_meta *out);
 
+/* Kinds a caller accepts, as a mask: one kind (the kind a name says), raw
+ * partitions, or any rollup file. */
+#define SCHEMA_WANT(k) (1u << (k))
+#define SCHEMA_WANT_RAW SCHEMA_WANT(SCHEMA_KIND_RAW)
+#define SCHEMA_WANT_ROLLUP (SCHEMA_WANT(SCHEMA_KIND_1M) | SCHEMA_WANT(SCHEMA_KIND_1H))
+
+/* 0 if a file whose metadata says `kind` is one `want` accepts, else
+ * -EINVAL with the reason ("a 1h file under a 1m name", ...). */
+int schema_kind_check(const char *path, enum schema_kind kind, unsigned want);
+
 /* "file:<path>?mode=ro[&immutable=1]", with the characters a URI gives
  * meaning to escaped. 0 or -ENAMETOOLONG. */
 int schema_ro_uri(char *uri, size_t len, const char *path, int immutable);
