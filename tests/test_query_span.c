@@ -2304,6 +2304,35 @@ static void test_rollup_partitions_table(void **state)
 				   " AND rolled_from IS NOT NULL"), 1);
 }
 
+/* A raw partition is rolled up only when every one of its targets marks
+ * it: hour 3 (Nov 27 23:00) has rows of Nov 28 too, so two 1m files are
+ * its targets; with the mark gone from one, it is not rolled up, though a
+ * 1m and a 1h file still mark it (retention's rule, rollup_source_span). */
+static void test_rollup_every_target(void **state)
+{
+	struct roll *r = *state;
+	struct partition_meta m;
+	char path[PATH_MAX], sql[512], day2[SCHEMA_NAME_LEN];
+	sqlite3 *w = NULL;
+
+	snprintf(path, sizeof(path), "%s/%s", r->dir, r->names[3]);
+	assert_int_equal(partition_read_meta(path, &m), 0);
+	assert_true(m.tables[SCHEMA_FLOWS].ts_max >= T0 + 4 * HOUR); /* reaches Nov 28 */
+	roll_up(r, 3);
+	r->db = span_db(r->set, NULL, NULL);
+	snprintf(sql, sizeof(sql), "SELECT rolled_up FROM partitions WHERE name = '%s'", r->names[3]);
+	assert_int_equal(query_int(r->db, sql), 1);
+
+	assert_int_equal(rollup_name_format(day2, sizeof(day2), SCHEMA_KIND_1M, T0 + 4 * HOUR), 0);
+	snprintf(path, sizeof(path), "%s/%s", r->dir, day2);
+	assert_int_equal(sqlite3_open(path, &w), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(w, "DELETE FROM rolled", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(w);
+	assert_int_equal(query_int(r->db, sql), 0);
+	assert_int_equal(query_int(r->db, "SELECT count(*) FROM partitions WHERE kind <> 'raw'"
+				   " AND rolled_from IS NOT NULL"), 2); /* Nov 27's 1m, November's 1h */
+}
+
 /* count(*) over a rollup table takes the ordinary path (count_fast knows
  * only the raw tables) and span_count() answers for it too. */
 static void test_rollup_counts(void **state)
@@ -2367,6 +2396,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_rollup_changes, roll_setup, roll_teardown),
 		cmocka_unit_test_setup_teardown(test_rollup_partitions_table, roll_setup,
 						roll_teardown),
+		cmocka_unit_test_setup_teardown(test_rollup_every_target, roll_setup, roll_teardown),
 		cmocka_unit_test_setup_teardown(test_rollup_counts, roll_setup, roll_teardown),
 	};
 	int failed = cmocka_run_group_tests_name("span_world", world, world_setup, world_teardown);
