@@ -118,27 +118,6 @@ static const struct column_doc column_docs[] = {
 	{ "flows_1m", "failed_connections", "INTEGER", "of those, the ones that never reached "
 	                                               "ESTABLISHED" },
 	{ "flows_1m", "retransmits", "INTEGER", "sum of those connections' retransmits" },
-	{ "flows_1h", "ts", "INTEGER", "start of the bucket (a whole minute or hour), ns since "
-	                               "the epoch" },
-	{ "flows_1h", "proto", "TEXT", "as in flows; 'tcp' for rows counted from connections" },
-	{ "flows_1h", "orig_addr", "TEXT", "originator address (flows), the side that connected "
-	                                   "(connections)" },
-	{ "flows_1h", "resp_addr", "TEXT", "responder address, the side that accepted" },
-	{ "flows_1h", "resp_port", "INTEGER", "responder port" },
-	{ "flows_1h", "direction", "TEXT", "NULL on rows counted from flows; 'out', 'in' or NULL "
-	                                   "on rows counted from connections" },
-	{ "flows_1h", "comm", "TEXT", "the local process's command name, NULL if unknown" },
-	{ "flows_1h", "flows", "INTEGER", "flow rows counted in this row (0 on rows counted from "
-	                                  "connections)" },
-	{ "flows_1h", "orig_pkts", "INTEGER", "sum of the flows' orig_pkts" },
-	{ "flows_1h", "orig_bytes", "INTEGER", "sum of the flows' orig_bytes" },
-	{ "flows_1h", "resp_pkts", "INTEGER", "sum of the flows' resp_pkts" },
-	{ "flows_1h", "resp_bytes", "INTEGER", "sum of the flows' resp_bytes" },
-	{ "flows_1h", "connections", "INTEGER", "TCP connections opened in the bucket (0 on rows "
-	                                        "counted from flows)" },
-	{ "flows_1h", "failed_connections", "INTEGER", "of those, the ones that never reached "
-	                                               "ESTABLISHED" },
-	{ "flows_1h", "retransmits", "INTEGER", "sum of those connections' retransmits" },
 	{ "partitions", "name", "TEXT", "file name: <kind>-<UTC period start>-<seq>.db" },
 	{ "partitions", "kind", "TEXT", "what the file holds: 'raw' rows, '1m' (flows_1m) or '1h' "
 					"(flows_1h) rollups" },
@@ -174,8 +153,16 @@ static const struct column_doc column_docs[] = {
 #define NTABLES (sizeof(table_docs) / sizeof(table_docs[0]))
 #define NCOLUMN_DOCS (sizeof(column_docs) / sizeof(column_docs[0]))
 
+/* The table whose entries in column_docs describe `table`'s columns:
+ * flows_1h has flows_1m's, per hour. */
+static const char *docs_of(const char *table)
+{
+	return strcmp(table, "flows_1h") ? table : "flows_1m";
+}
+
 static const char *column_meaning(const char *table, const char *column)
 {
+	table = docs_of(table);
 	for (size_t i = 0; i < NCOLUMN_DOCS; i++)
 		if (!strcmp(column_docs[i].table, table) && !strcmp(column_docs[i].column, column))
 			return column_docs[i].meaning;
@@ -269,7 +256,7 @@ static void collect_columns(struct sandbox *sb, struct columns *cs)
 		if (sb && live_columns(sb, &table_docs[t], cs))
 			continue;
 		for (size_t i = 0; i < NCOLUMN_DOCS; i++)
-			if (!strcmp(column_docs[i].table, table_docs[t].name))
+			if (!strcmp(column_docs[i].table, docs_of(table_docs[t].name)))
 				columns_add(cs, &table_docs[t], column_docs[i].column,
 					    column_docs[i].type);
 	}
