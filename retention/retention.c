@@ -68,7 +68,6 @@
 #include "retention.h"
 #include "rollup.h"
 
-#define LOCK_NAME ".retention.lock"
 #define LOCK_POLL_MS 20
 #define BUSY_MS_DEFAULT 5000
 
@@ -196,7 +195,7 @@ static int lock_take(struct run *r, int *fd)
 	int rc;
 
 	*fd = -1;
-	if (path_of(r, LOCK_NAME, path, sizeof(path)))
+	if (path_of(r, SCHEMA_RETENTION_LOCK, path, sizeof(path)))
 		return run_error(r, -ENAMETOOLONG, "%s: path too long", r->dir);
 	if (r->dry_run)
 		*fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
@@ -318,8 +317,9 @@ static void rolled_unsealed(struct run *r, const struct catalog *cat, int *rolle
 	for (size_t i = 0; i < cat->n; i++) {
 		const struct catalog_entry *e = &cat->entries[i];
 
+		/* ask the writer first: the open partition costs no file opens */
 		if (e->kind == SCHEMA_KIND_RAW && e->has_meta && e->status != CATALOG_BROKEN &&
-		    !is_sealed_raw(e))
+		    !is_sealed_raw(e) && r->env.may_remove_open(e->name, r->env.ctx))
 			rolled[i] = rolled_status(r, e) > 0;
 	}
 }

@@ -35,7 +35,6 @@
 #include "schema.h"
 #include "schemaInt.h"
 
-#define RETENTION_LOCK ".retention.lock"
 
 static const char *const side_suffixes[] = { "-wal", "-shm", "-journal" };
 #define NSIDES (sizeof(side_suffixes) / sizeof(side_suffixes[0]))
@@ -212,7 +211,7 @@ static int catalog_consider(struct catalog *c, size_t *cap, const char *dir, int
 	unsigned seq;
 	struct stat st;
 
-	if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, RETENTION_LOCK))
+	if (!strcmp(name, ".") || !strcmp(name, "..") || !strcmp(name, SCHEMA_RETENTION_LOCK))
 		return 0;
 	if (side_file_base(name, base)) {
 		if (!exists_at(dfd, base))

@@ -495,22 +495,11 @@ int schema_ro_uri(char *uri, size_t len, const char *path, int immutable)
 static int open_closed_wal(const char *path, sqlite3 **out)
 {
 	char uri[PATH_MAX * 3 + 32];
-	sqlite3 *db = NULL;
-	int rc;
+	int rc = schema_ro_uri(uri, sizeof(uri), path, 1);
 
-	rc = schema_ro_uri(uri, sizeof(uri), path, 1);
 	if (rc)
 		return schema_error(rc, path, "path too long");
-	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI | SQLITE_OPEN_NOMUTEX,
-			     NULL);
-	if (rc != SQLITE_OK) {
-		rc = schema_sql_fail(db, rc, path, "open", SQL_READ);
-		sqlite3_close_v2(db);
-		return rc;
-	}
-	sqlite3_extended_result_codes(db, 1);
-	*out = db;
-	return 0;
+	return schema_db_open(uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, out);
 }
 
 /*

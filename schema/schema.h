@@ -351,6 +351,9 @@ struct catalog {
  * whose main file is gone are counted in temps (an interrupted delete).
  * DIR/.retention.lock is ours and counted nowhere. Free with catalog_free. */
 int catalog_scan(const char *dir, struct catalog *out);
+
+/* The retention lock's name in a data dir (retention/retention.c takes it). */
+#define SCHEMA_RETENTION_LOCK ".retention.lock"
 void catalog_free(struct catalog *c);
 
 /* Unlink dir's leftovers: every temporary name (schema_is_temp_name) but
