@@ -25,14 +25,19 @@
  *  2. Every record is reserve -> fill every byte -> submit on `events`; a
  *     failed reserve is counted in `losses`[FS_LOSS_RINGBUF_FULL], never
  *     silent. User space sizes `events` before load.
- *  3. `conns` is a plain hash (not LRU: eviction would silently cut a live
- *     connection's record), keyed by socket cookie; user space sets its
- *     max_entries before load. An entry lives from the socket's first traced
- *     transition (or its accept) to its ->CLOSE, where it is deleted.
- *     Listeners get no entry: they are not connections. An insert that
- *     finds the map full is counted in `losses`[FS_LOSS_MAP_FULL]; the
- *     socket's events still go out, and its connection record carries what
- *     was known at close.
+ *  3. A socket's entry lives in `conns`, a direct-mapped table: slot
+ *     cookie & conn_slot_mask, or, when another live socket holds that slot,
+ *     in `conns_spill`, a plain hash keyed by cookie (not LRU: eviction
+ *     would silently cut a live connection's record). User space sizes both
+ *     and sets the mask before load (bpf/conn_table.h). Socket cookies are
+ *     handed out in sequence, so sockets alive together rarely share a slot;
+ *     a slot costs a load and a compare-and-swap where a hash insert cost
+ *     ~250 ns (docs/benchmarks.md, session 6). An entry lives from the
+ *     socket's first traced transition (or its accept) to its ->CLOSE, where
+ *     it is removed. Listeners get no entry: they are not connections. An
+ *     entry that finds neither its slot nor the spill free is counted in
+ *     `losses`[FS_LOSS_MAP_FULL]; the socket's events still go out, and its
+ *     connection record carries what was known at close.
  *  4. The owner (tgid, uid, comm, cgroup) is taken from the current task
  *     only where that task is the owner: at CLOSE->SYN_SENT, which runs in
  *     connect(); for a socket whose owner is still unknown (an accepted
@@ -97,8 +102,6 @@
 /* Not in vmlinux.h: they are macros in the kernel. */
 #define AF_INET 2
 #define AF_INET6 10
-#define E2BIG 7
-#define EEXIST 17
 
 #if !defined(__TARGET_ARCH_x86)
 #error "conn_accept reads x86-64 syscall numbers and registers"
@@ -157,12 +160,101 @@ static __always_inline bool state_wanted(int oldstate, int newstate)
 	       (oldstate == FS_TCP_LISTEN && newstate == FS_TCP_CLOSE);
 }
 
+/* conn_slot.cookie while its owner writes the entry: readers match only a
+ * whole entry's cookie. Cookies count up from 1 and never get near it. */
+#define SLOT_FILLING (1ull << 63)
+
+struct conn_slot {
+	__u64 cookie; /* 0: free; else its socket's cookie (| SLOT_FILLING) */
+	struct conn_entry e;
+};
+
+/* Slots - 1; user space sets it with the table's size (a power of two). */
+const volatile __u32 conn_slot_mask = 65535;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536); /* default; user space sets it before load */
+	__type(key, __u32);         /* cookie & conn_slot_mask */
+	__type(value, struct conn_slot);
+} conns SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536); /* default; user space sets it before load */
+	__uint(max_entries, 16384); /* default; user space sets it before load */
 	__type(key, __u64);         /* socket cookie */
 	__type(value, struct conn_entry);
-} conns SEC(".maps");
+} conns_spill SEC(".maps");
+
+static __always_inline struct conn_slot *slot_of(__u64 cookie)
+{
+	__u32 i = (__u32)cookie & conn_slot_mask;
+
+	return bpf_map_lookup_elem(&conns, &i);
+}
+
+/* The entry of `cookie`, or NULL (invariant 3). */
+static __always_inline struct conn_entry *entry_find(__u64 cookie)
+{
+	struct conn_slot *s = slot_of(cookie);
+
+	if (s && s->cookie == cookie)
+		return &s->e;
+	return bpf_map_lookup_elem(&conns_spill, &cookie);
+}
+
+/*
+ * Makes the entry of `cookie` a copy of *fresh and returns it, *made true.
+ * If the socket has one already (another CPU made it meanwhile), returns
+ * that one, *made false. NULL: no free slot or spill entry (counted), or
+ * another CPU is writing this socket's slot at this instant (counted the
+ * same way: only a socket met mid-life by two CPUs at once can).
+ */
+static __always_inline struct conn_entry *entry_make(__u64 cookie,
+						     const struct conn_entry *fresh, bool *made)
+{
+	struct conn_slot *s = slot_of(cookie);
+	struct conn_entry *c;
+	__u64 held;
+	long err;
+
+	*made = false;
+	if (!s) /* cannot happen: the index is masked */
+		return NULL;
+	held = __sync_val_compare_and_swap(&s->cookie, 0, cookie | SLOT_FILLING);
+	if (held == 0) {
+		s->e = *fresh;
+		/* A full barrier: the entry is whole before its cookie shows. */
+		__sync_lock_test_and_set(&s->cookie, cookie);
+		*made = true;
+		return &s->e;
+	}
+	if (held == cookie)
+		return &s->e;
+	if (held != (cookie | SLOT_FILLING)) {
+		/* Another socket's slot: the spill. NOEXIST, as a CPU making
+		 * this socket's entry there now may win. */
+		err = bpf_map_update_elem(&conns_spill, &cookie, fresh, BPF_NOEXIST);
+		c = bpf_map_lookup_elem(&conns_spill, &cookie);
+		if (c) {
+			*made = err == 0;
+			return c;
+		}
+	}
+	count_loss(FS_LOSS_MAP_FULL);
+	return NULL;
+}
+
+/* The socket closed: its entry goes. */
+static __always_inline void entry_forget(__u64 cookie)
+{
+	struct conn_slot *s = slot_of(cookie);
+
+	if (s && s->cookie == cookie &&
+	    __sync_val_compare_and_swap(&s->cookie, cookie, 0) == cookie)
+		return;
+	bpf_map_delete_elem(&conns_spill, &cookie);
+}
 
 /* Who opened the connection, guessed from one transition (no entry). */
 static __always_inline __u8 direction_of(int oldstate, int newstate)
@@ -268,25 +360,21 @@ static __always_inline void path_append(struct conn_entry *c, __u8 state)
 }
 
 /* The entry of `cookie`, made (no owner, path empty) if there is none;
- * NULL if the map is full (counted). */
+ * NULL if there is no room (counted). */
 static __always_inline struct conn_entry *entry_get_or_create(__u64 cookie, __u64 now,
 							      __u8 direction)
 {
-	struct conn_entry *c = bpf_map_lookup_elem(&conns, &cookie);
+	struct conn_entry *c = entry_find(cookie);
 	struct conn_entry fresh = {
 		.start_ns = now,
 		.direction = direction,
 	};
-	long err;
+	bool made;
 
 	if (c)
 		return c;
-	/* NOEXIST: another CPU may be making it now (accept vs. softirq). */
-	err = bpf_map_update_elem(&conns, &cookie, &fresh, BPF_NOEXIST);
-	c = bpf_map_lookup_elem(&conns, &cookie);
-	if (!c && err == -E2BIG)
-		count_loss(FS_LOSS_MAP_FULL);
-	return c;
+	/* Another CPU may be making it now (accept vs. softirq): joined. */
+	return entry_make(cookie, &fresh, &made);
 }
 
 /* Owner-only fields of an event: from the entry when its owner is known. */
@@ -438,13 +526,16 @@ static __always_inline void on_connect(const struct sock *sk, __u16 family, __u6
 		.start_ns = now,
 		.direction = FS_DIR_OUT,
 	};
+	struct conn_entry *c;
+	bool made;
 
 	owner_from_current(&fresh);
 	path_append(&fresh, FS_TCP_SYN_SENT);
-	/* ANY: a cookie in CLOSE has no live entry; replace whatever is left.
-	 * The event reads the owner from the copy here: no lookup needed. */
-	if (bpf_map_update_elem(&conns, &cookie, &fresh, BPF_ANY))
-		count_loss(FS_LOSS_MAP_FULL);
+	/* A socket in CLOSE has no live entry: whatever is left is replaced.
+	 * The event reads the owner from the copy here. */
+	c = entry_make(cookie, &fresh, &made);
+	if (c && !made)
+		*c = fresh;
 	emit_state(sk, family, cookie, now, FS_TCP_CLOSE, FS_TCP_SYN_SENT, &fresh);
 }
 
@@ -467,21 +558,18 @@ static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 
 		.direction = FS_DIR_IN,
 	};
 	struct conn_entry *c;
-	long err;
+	bool made;
 
 	if (remote_port(sk) == 0) {
 		emit_state(sk, family, cookie, now, FS_TCP_LISTEN, FS_TCP_SYN_RECV, NULL);
 		return;
 	}
-	/* A new child: its entry is made whole in one insert. */
+	/* A new child: its entry is made whole at once. */
 	path_append(&fresh, FS_TCP_SYN_RECV);
-	err = bpf_map_update_elem(&conns, &cookie, &fresh, BPF_NOEXIST);
-	if (err == 0)
+	c = entry_make(cookie, &fresh, &made);
+	if (made)
 		return;
-	c = err == -EEXIST ? bpf_map_lookup_elem(&conns, &cookie) : NULL;
 	if (!c) {
-		if (err == -E2BIG)
-			count_loss(FS_LOSS_MAP_FULL);
 		emit_state(sk, family, cookie, now, FS_TCP_LISTEN, FS_TCP_SYN_RECV, NULL);
 		return;
 	}
@@ -500,7 +588,7 @@ static __always_inline void on_close(const struct sock *sk, __u16 family, __u64 
 	if (oldstate != FS_TCP_LISTEN)
 		emit_conn(sk, family, cookie, now, oldstate, c);
 	if (c)
-		bpf_map_delete_elem(&conns, &cookie);
+		entry_forget(cookie);
 }
 
 SEC("tp_btf/inet_sock_set_state")
@@ -527,7 +615,7 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 		return 0;
 	}
 
-	c = bpf_map_lookup_elem(&conns, &cookie);
+	c = entry_find(cookie);
 	if (c && c->syn_recv_ns) {
 		emit_state(sk, family, cookie, c->syn_recv_ns, FS_TCP_LISTEN, FS_TCP_SYN_RECV, c);
 		c->syn_recv_ns = 0;
@@ -614,7 +702,7 @@ static __always_inline void owner_from_io(const struct sock *sk)
 	cookie = sk->__sk_common.skc_cookie.counter;
 	if (!cookie)
 		return;
-	c = bpf_map_lookup_elem(&conns, &cookie);
+	c = entry_find(cookie);
 	if (c && !(c->flags & CONN_OWNER_KNOWN))
 		owner_from_current(c);
 }
@@ -708,7 +796,7 @@ int BPF_PROG(conn_accept, struct pt_regs *regs, long ret)
 	cookie = BPF_CORE_READ(sk, __sk_common.skc_cookie.counter);
 	if (!cookie)
 		return 0;
-	c = bpf_map_lookup_elem(&conns, &cookie);
+	c = entry_find(cookie);
 	/* Mid-life (flowstored started after the handshake) or the map was
 	 * full then: make the entry, unless the socket is closed already and
 	 * nothing would ever delete it. */

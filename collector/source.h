@@ -93,7 +93,7 @@ enum bpf_accept_owner {
 
 struct bpf_source_opts {
 	uint32_t ring_bytes;   /* ring buffer size: a power of two, a multiple of the page */
-	uint32_t max_conns;    /* TCP sockets tracked at once (the `conns` map) */
+	uint32_t max_conns;    /* TCP sockets tracked at once: `conns` slots (bpf/conn_table.h) */
 	uint32_t wakeup_bytes; /* 0: a wakeup per record; N: once N bytes wait (<= ring/2) */
 	uint32_t drain_ms;     /* the ring is also drained this often, woken or not */
 	uint32_t flow_map_size; /* flows tracked at once (the `flows` map) */

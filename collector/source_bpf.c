@@ -85,6 +85,7 @@
 #include <bpf/libbpf.h>
 
 #include "conn.skel.h"
+#include "conn_table.h"
 #include "events.h"
 #include "flow.skel.h"
 #include "flow_sweep.h"
@@ -811,7 +812,7 @@ static int open_programs(struct bpf_source *s, const struct bpf_source_opts *o)
 	}
 	err = bpf_map__set_max_entries(s->skel->maps.events, o->ring_bytes);
 	if (!err)
-		err = bpf_map__set_max_entries(s->skel->maps.conns, o->max_conns);
+		err = conn_table_size(s->skel, o->max_conns, 0);
 	if (!err)
 		err = bpf_map__set_max_entries(s->flow->maps.events, o->ring_bytes);
 	if (!err)

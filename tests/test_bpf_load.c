@@ -44,6 +44,7 @@
 #include <bpf/libbpf.h>
 
 #include "conn.skel.h"
+#include "conn_table.h"
 #include "events.h"
 #include "skip.h"
 
@@ -253,8 +254,10 @@ static void choose_owner(struct conn_bpf *obj, enum owner_mode mode)
 }
 
 /* Opened, configured and loaded, not attached: the caller makes its ring
- * buffer first, so epoll starts from an empty ring. conns_max 0: default. */
-static struct conn_bpf *conn_load(uint64_t wakeup_bytes, uint32_t conns_max, enum owner_mode mode)
+ * buffer first, so epoll starts from an empty ring. conns_max 0: the default
+ * table; spill_max 0: the default share of conns_max. */
+static struct conn_bpf *conn_load(uint64_t wakeup_bytes, uint32_t conns_max, uint32_t spill_max,
+				  enum owner_mode mode)
 {
 	struct conn_bpf *obj = conn_bpf__open();
 
@@ -263,7 +266,7 @@ static struct conn_bpf *conn_load(uint64_t wakeup_bytes, uint32_t conns_max, enu
 	obj->rodata->ringbuf_wakeup_bytes = wakeup_bytes;
 	assert_int_equal(bpf_map__set_max_entries(obj->maps.events, RING_BYTES), 0);
 	if (conns_max)
-		assert_int_equal(bpf_map__set_max_entries(obj->maps.conns, conns_max), 0);
+		assert_int_equal(conn_table_size(obj, conns_max, spill_max), 0);
 	assert_int_equal(conn_bpf__load(obj), 0);
 	return obj;
 }
@@ -285,16 +288,42 @@ static uint64_t loss_total(const struct conn_bpf *obj, uint32_t reason)
 	return sum;
 }
 
-/* The socket `cookie` has no entry in `conns`. */
+/* The socket `cookie` has no entry: neither its slot of `conns` nor
+ * `conns_spill` holds it (conn.bpf.c, invariant 3). */
 static void assert_forgotten(const struct conn_bpf *obj, uint64_t cookie)
 {
 	size_t vsize = bpf_map__value_size(obj->maps.conns);
-	void *value = malloc(vsize);
+	uint32_t slot = (uint32_t)cookie & obj->rodata->conn_slot_mask;
+	uint64_t *value = malloc(vsize);
 
 	assert_non_null(value);
-	assert_int_equal(bpf_map__lookup_elem(obj->maps.conns, &cookie, sizeof(cookie), value,
-					      vsize, 0),
+	assert_int_equal(bpf_map__lookup_elem(obj->maps.conns, &slot, sizeof(slot), value, vsize, 0),
+			 0);
+	assert_true((value[0] & ~(1ull << 63)) != cookie); /* conn_slot.cookie */
+	free(value);
+	vsize = bpf_map__value_size(obj->maps.conns_spill);
+	value = malloc(vsize);
+	assert_non_null(value);
+	assert_int_equal(bpf_map__lookup_elem(obj->maps.conns_spill, &cookie, sizeof(cookie),
+					      value, vsize, 0),
 			 -ENOENT);
+	free(value);
+}
+
+/* Fills `conns_spill` with entries of cookies no socket has. */
+static void fill_spill(const struct conn_bpf *obj)
+{
+	size_t vsize = bpf_map__value_size(obj->maps.conns_spill);
+	void *value = calloc(1, vsize);
+
+	assert_non_null(value);
+	for (uint32_t i = 0; i < bpf_map__max_entries(obj->maps.conns_spill); i++) {
+		uint64_t cookie = (1ull << 62) + i;
+
+		assert_int_equal(bpf_map__update_elem(obj->maps.conns_spill, &cookie, sizeof(cookie),
+						      value, vsize, BPF_NOEXIST),
+				 0);
+	}
 	free(value);
 }
 
@@ -778,7 +807,7 @@ static void run_lifecycle(int family, const uint8_t addr[16], uint64_t wakeup_by
 
 	assert_non_null(c);
 	close(listener_or_fail(family)); /* fail before loading anything */
-	obj = conn_load(wakeup_bytes, 0, mode);
+	obj = conn_load(wakeup_bytes, 0, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -905,7 +934,7 @@ static void run_midlife(enum owner_mode mode)
 	cfd = connect_to(AF_INET, c->port);
 	client_cookie = sock_cookie(cfd);
 
-	obj = conn_load(0, 0, mode);
+	obj = conn_load(0, 0, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -995,7 +1024,7 @@ static void run_owner_split(enum owner_mode mode)
 
 	assert_non_null(c);
 	my_comm(comm);
-	obj = conn_load(0, 0, mode);
+	obj = conn_load(0, 0, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -1107,7 +1136,7 @@ static void run_dgram_owner(int family, enum owner_mode mode)
 
 	assert_non_null(c);
 	my_comm(comm);
-	obj = conn_load(0, 0, mode);
+	obj = conn_load(0, 0, 0, mode);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -1216,7 +1245,7 @@ static void test_refused(void **state)
 	c->port = bound_port(lfd);
 	close(lfd);
 
-	obj = conn_load(0, 0, OWNER_IO);
+	obj = conn_load(0, 0, 0, OWNER_IO);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -1245,8 +1274,9 @@ static void test_refused(void **state)
 	free(c);
 }
 
-/* With room for one socket, connections overflow `conns`: counted, and
- * every connected socket still gets its record at close. */
+/* With room for one socket (one slot, a spill already full), connections
+ * overflow the table: counted, and every connected socket still gets its
+ * record at close. */
 static void test_map_full_is_counted(void **state)
 {
 	enum { CONNECTIONS = 4 };
@@ -1260,8 +1290,10 @@ static void test_map_full_is_counted(void **state)
 	assert_non_null(c);
 	lfd = listener_or_fail(AF_INET);
 	c->port = bound_port(lfd);
-	obj = conn_load(0, 1, OWNER_IO);
+	obj = conn_load(0, 1, 1, OWNER_IO);
 	assert_int_equal(bpf_map__max_entries(obj->maps.conns), 1);
+	assert_int_equal(bpf_map__max_entries(obj->maps.conns_spill), 1);
+	fill_spill(obj);
 	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
 	assert_non_null(rb);
 	assert_int_equal(conn_bpf__attach(obj), 0);
@@ -1300,6 +1332,67 @@ static bool path_is(const struct fs_tcp_conn_event *e, const uint8_t *want)
 	return e->path_len == n && memcmp(e->state_path, want, n) == 0;
 }
 
+static const uint8_t client_path[] = { FS_TCP_SYN_SENT, FS_TCP_ESTABLISHED, FS_TCP_FIN_WAIT1,
+				       FS_TCP_FIN_WAIT2, FS_TCP_CLOSE, 0 };
+static const uint8_t server_path[] = { FS_TCP_SYN_RECV, FS_TCP_ESTABLISHED, FS_TCP_CLOSE_WAIT,
+				       FS_TCP_LAST_ACK, FS_TCP_CLOSE, 0 };
+
+/*
+ * One slot for every socket: the client of each exchange takes it and its
+ * server, alive at the same time, lands in the spill. Both records are
+ * whole (path, owner, bytes), nothing is counted lost, and both sockets are
+ * forgotten at close, wherever their entry was.
+ */
+static void test_spill(void **state)
+{
+	enum { CONNECTIONS = 3 };
+	struct capture *c = calloc(1, sizeof(*c));
+	struct conn_sides s[CONNECTIONS];
+	struct ring_buffer *rb;
+	struct conn_bpf *obj;
+	int lfd;
+
+	(void)state;
+	assert_non_null(c);
+	memset(s, 0, sizeof(s));
+	obj = conn_load(0, 1, 64, OWNER_IO);
+	assert_int_equal(obj->rodata->conn_slot_mask, 0);
+	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
+	assert_non_null(rb);
+	assert_int_equal(conn_bpf__attach(obj), 0);
+
+	/* A listener per exchange (exchange_forked closes it); records are
+	 * kept by port, so each is drained before the next. */
+	for (int i = 0; i < CONNECTIONS; i++) {
+		lfd = listener_or_fail(AF_INET);
+		c->port = bound_port(lfd);
+		exchange_forked(AF_INET, lfd, &s[i]);
+		drain_conns(rb, c, 2 * (i + 1));
+	}
+	assert_int_equal(c->bad, 0);
+	assert_int_equal(loss_total(obj, FS_LOSS_MAP_FULL), 0);
+	for (int i = 0; i < CONNECTIONS; i++) {
+		const struct fs_tcp_conn_event *client = NULL, *server = NULL;
+
+		assert_int_equal(conns_of(c, s[i].client_cookie, &client), 1);
+		assert_int_equal(conns_of(c, s[i].server_cookie, &server), 1);
+		if (!path_is(client, client_path) || !path_is(server, server_path))
+			dump(c);
+		assert_true(path_is(client, client_path));
+		assert_true(path_is(server, server_path));
+		assert_int_equal(client->bytes_acked, CLIENT_BYTES);
+		assert_int_equal(server->bytes_acked, SERVER_BYTES);
+		assert_int_equal(client->pid, getpid());
+		assert_int_equal(server->pid, s[i].accepter);
+		assert_string_equal(server->comm, ACCEPTER_COMM);
+		assert_forgotten(obj, s[i].client_cookie);
+		assert_forgotten(obj, s[i].server_cookie);
+	}
+	ring_buffer__free(rb);
+	conn_bpf__destroy(obj);
+	free(c);
+}
+
 /*
  * The tcp_state policies other than "all": the connection records are the
  * same (whole path of states, owners, bytes), and only the transitions the
@@ -1307,10 +1400,6 @@ static bool path_is(const struct fs_tcp_conn_event *e, const uint8_t *want)
  */
 static void run_state_policy(uint32_t policy)
 {
-	static const uint8_t client_path[] = { FS_TCP_SYN_SENT, FS_TCP_ESTABLISHED,
-					       FS_TCP_FIN_WAIT1, FS_TCP_FIN_WAIT2, FS_TCP_CLOSE, 0 };
-	static const uint8_t server_path[] = { FS_TCP_SYN_RECV, FS_TCP_ESTABLISHED,
-					       FS_TCP_CLOSE_WAIT, FS_TCP_LAST_ACK, FS_TCP_CLOSE, 0 };
 	struct capture *c = calloc(1, sizeof(*c));
 	const struct fs_tcp_conn_event *client = NULL, *server = NULL;
 	struct conn_sides s = { 0 };
@@ -1392,8 +1481,12 @@ static void test_defaults(void **state)
 	assert_int_equal(bpf_map__max_entries(skel->maps.losses), FS_LOSS_MAX);
 	assert_int_equal(bpf_map__max_entries(skel->maps.events), RING_BYTES);
 	assert_int_equal(bpf_map__max_entries(skel->maps.conns), CONNS_DEFAULT);
-	assert_int_equal(bpf_map__key_size(skel->maps.conns), sizeof(uint64_t));
-	assert_int_equal(bpf_map__type(skel->maps.conns), BPF_MAP_TYPE_HASH);
+	assert_int_equal(bpf_map__key_size(skel->maps.conns), sizeof(uint32_t));
+	assert_int_equal(bpf_map__type(skel->maps.conns), BPF_MAP_TYPE_ARRAY);
+	assert_int_equal(skel->rodata->conn_slot_mask, CONNS_DEFAULT - 1);
+	assert_int_equal(bpf_map__max_entries(skel->maps.conns_spill), CONNS_DEFAULT / 4);
+	assert_int_equal(bpf_map__key_size(skel->maps.conns_spill), sizeof(uint64_t));
+	assert_int_equal(bpf_map__type(skel->maps.conns_spill), BPF_MAP_TYPE_HASH);
 	assert_int_equal(skel->rodata->ringbuf_wakeup_bytes, 0);
 	assert_int_equal(skel->rodata->tcp_state_events, FS_STATES_ALL);
 	for (uint32_t r = 0; r < FS_LOSS_MAX; r++)
@@ -1479,6 +1572,7 @@ int main(void)
 		cmocka_unit_test(test_state_policy_open),
 		cmocka_unit_test(test_state_policy_none),
 		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_spill),
 		cmocka_unit_test(test_map_full_is_counted),
 		cmocka_unit_test(test_ringbuf_full_is_counted),
 	};
