@@ -138,6 +138,7 @@ our_progs
 progs1=$progs
 
 # ---- traffic --------------------------------------------------------------
+traffic_from=$(date +%s%N)
 # counters NAME...: namespace A's counters, "NAME=VALUE" lines.
 counters() {
 	ip netns exec "$A" nstat -asz 2>/dev/null | awk '{print $1 "=" $2}'
@@ -234,6 +235,7 @@ ip -n "$B" link set veth-b gso_max_segs 1
 ip netns exec "$A" ping -q -c 3 -i 0.2 -s 56 10.252.0.2 >/dev/null || fail "ping failed"
 ip netns exec "$A" ping -q -6 -c 3 -i 0.2 -s 56 fd52::2 >/dev/null || fail "ping -6 failed"
 sleep 3.5 # past the idle timeout (2s) and a sweep tick
+traffic_to=$(date +%s%N)
 
 kill -TERM "$daemon"
 wait "$daemon" || fail "flowstored exited $?: $(tail -n 3 "$T/log")"
@@ -274,6 +276,12 @@ read -r op ob ip ib <<<"$want_5005"
 expect_flow "proto = 'tcp' AND resp_port = 5005" \
 	"10.252.0.1 10.252.0.2 5005 $op $((GSO_K + 52 * op + 8)) $b_segs $((GSO_M + 52 * b_segs + 8)) SF ShADadfF veth-a fin"
 echo "GSO: A sent $op segments in $skbs skbs; B sent $b_segs segments, A's TCP saw $ip skbs"
+# Times: TCP packets take the departure time their sender's TCP stamped
+# (bpf/flow.bpf.c, invariant 15), every other packet the clock. Either way
+# each flow lies within the traffic's wall-clock window.
+bad=$(q "SELECT proto, resp_port, ts, ts_end FROM flows
+	WHERE ts < $traffic_from OR ts_end > $traffic_to OR ts > ts_end")
+[ -z "$bad" ] || fail "flows outside the traffic's window [$traffic_from, $traffic_to]: $bad"
 expect_flow "proto = 'tcp' AND resp_port = 5999" \
 	"10.252.0.1 10.252.0.2 5999 1 60 1 40 REJ Sr veth-a rst"
 expect_flow "proto = 'udp' AND resp_port = 5003" \

@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -336,22 +337,30 @@ static size_t icmp_msg(uint8_t *b, uint8_t type, uint8_t code, size_t payload)
 
 /* ---- running frames --------------------------------------------------------------- */
 
-/* Runs one frame; every run must return TC_ACT_UNSPEC. */
-static void run_gso(struct fixture *fx, enum dir d, const uint8_t *frame, size_t len,
-		    uint32_t gso_segs, uint32_t gso_size)
+/* Runs one frame with the skb fields of ctx; every run must return
+ * TC_ACT_UNSPEC. */
+static void run_ctx(struct fixture *fx, enum dir d, const uint8_t *frame, size_t len,
+		    struct __sk_buff *ctx)
 {
 	struct bpf_program *prog = d == OUT ? fx->skel->progs.flow_egress
 					    : fx->skel->progs.flow_ingress;
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (uint32_t)len,
+		    .ctx_in = ctx, .ctx_size_in = sizeof(*ctx));
+
+	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(prog), &opts), 0);
+	assert_int_equal((int)opts.retval, TC_ACT_UNSPEC);
+}
+
+static void run_gso(struct fixture *fx, enum dir d, const uint8_t *frame, size_t len,
+		    uint32_t gso_segs, uint32_t gso_size)
+{
 	struct __sk_buff ctx = {
 		.ifindex = LO_IFINDEX,
 		.gso_segs = gso_segs,
 		.gso_size = gso_size,
 	};
-	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = (uint32_t)len,
-		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx));
 
-	assert_int_equal(bpf_prog_test_run_opts(bpf_program__fd(prog), &opts), 0);
-	assert_int_equal((int)opts.retval, TC_ACT_UNSPEC);
+	run_ctx(fx, d, frame, len, &ctx);
 }
 
 static void run(struct fixture *fx, enum dir d, const uint8_t *frame, size_t len)
@@ -560,6 +569,52 @@ static void test_tcp_refused(void **state)
 	assert_history(e->history, "Sr");
 	assert_int_equal(e->end_reason, FS_END_TCP_RST);
 	assert_no_trace(fx);
+}
+
+static uint64_t monotonic_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * A packet's time is the clock's (CLOCK_MONOTONIC, as bpf_ktime_get_ns())
+ * unless it is a TCP packet stamped with a MONOTONIC departure time
+ * (invariant 15). BPF_PROG_TEST_RUN can only hand the program a stamp of
+ * the CLOCK_REALTIME kind (tstamp_type must be 0 there), a receive stamp's:
+ * it is not taken, on TCP or UDP. A MONOTONIC stamp is taken in
+ * e2e_bpf_flows, where a local TCP stack sets it.
+ */
+static void test_time_stamps(void **state)
+{
+	struct fixture *fx = load(state, &defaults);
+	uint8_t l4[FRAME_MAX], f[FRAME_MAX];
+	struct __sk_buff ctx = { .ifindex = LO_IFINDEX, .tstamp = 1ull << 61 };
+	const struct fs_flow_event *e;
+	struct fs_flow_value v;
+	uint64_t before, after;
+	size_t len;
+
+	before = monotonic_ns();
+	len = frame_ip4(f, 0, "10.0.0.9", "10.0.0.3", IPPROTO_TCP, l4,
+			tcp_seg(l4, 50000, 443, RST, 0), 0);
+	run_ctx(fx, IN, f, len, &ctx);
+	len = frame_ip4(f, 0, "10.0.0.9", "10.0.0.3", IPPROTO_UDP, l4,
+			udp_dgram(l4, 5000, 53, 10), 0);
+	run_ctx(fx, OUT, f, len, &ctx);
+	after = monotonic_ns();
+
+	assert_int_equal(drain(fx), 1); /* the RST ended its flow */
+	e = &fx->rec[0];
+	assert_record_frame(e);
+	assert_int_equal(e->end_reason, FS_END_TCP_RST);
+	assert_true(e->first_ns >= before && e->first_ns <= after);
+	v = only_entry(fx);
+	assert_int_equal(v.key.proto, IPPROTO_UDP);
+	assert_true(v.first_ns >= before && v.first_ns <= after);
+	assert_int_equal(v.first_ns, v.last_ns);
 }
 
 /* An unanswered SYN, sent twice: no record; the entry says S. */
@@ -1409,6 +1464,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_tcp_rst, teardown),
 		cmocka_unit_test_teardown(test_tcp_refused, teardown),
 		cmocka_unit_test_teardown(test_tcp_syn_only, teardown),
+		cmocka_unit_test_teardown(test_time_stamps, teardown),
 		cmocka_unit_test_teardown(test_tcp_originator, teardown),
 		cmocka_unit_test_teardown(test_udp, teardown),
 		cmocka_unit_test_teardown(test_icmp_echo, teardown),
