@@ -600,7 +600,10 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 
 	if (!family)
 		return 0;
-	cookie = bpf_get_socket_cookie((void *)sk);
+	/* Set at the socket's first traced transition: read, not asked for. */
+	cookie = sk->__sk_common.skc_cookie.counter;
+	if (!cookie)
+		cookie = bpf_get_socket_cookie((void *)sk);
 
 	if (oldstate == FS_TCP_CLOSE && newstate == FS_TCP_SYN_SENT) {
 		on_connect(sk, family, cookie, bpf_ktime_get_ns());

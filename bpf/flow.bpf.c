@@ -83,8 +83,9 @@
  * 13. sock_cookie: on egress, the cookie of the packet's full, non-raw
  *     socket (not a request or time-wait socket, nor the kernel's raw
  *     control sockets that send RSTs and ICMP replies); the first seen is
- *     kept. pid and comm stay 0/"": TC runs in softirq, where the current
- *     task is anyone's; user space joins owners by cookie.
+ *     kept, and asked for only while the entry has none. pid and comm
+ *     stay 0/"": TC runs in softirq, where the current task is anyone's;
+ *     user space joins owners by cookie.
  * 14. Wakeups: ringbuf_wakeup_bytes = 0 submits with flags 0; N > 0 submits
  *     without a wakeup unless the ring holds >= N bytes, this record
  *     included (the producer position moves at reserve), when it forces one
@@ -941,6 +942,7 @@ static __always_inline int flow_account(struct __sk_buff *skb, bool egress)
 {
 	struct flow_pkt p = {};
 	__u32 segs = skb->gso_segs;
+	bool want_cookie = egress; /* invariant 13 */
 	__u64 now;
 	int r, i;
 
@@ -950,13 +952,18 @@ static __always_inline int flow_account(struct __sk_buff *skb, bool egress)
 		count_loss(FS_LOSS_PARSE);
 	if (r != PARSE_OK)
 		return TC_ACT_UNSPEC;
-	if (egress)
-		p.cookie = owner_cookie(skb);
 	now = packet_time(skb, &p);
 
 	for (i = 0; i < FLOW_ATTEMPTS; i++) {
 		struct fs_flow_value *v = bpf_map_lookup_elem(&flows, &p.key);
 
+		/* The entry keeps the first cookie it saw: once it has one, a
+		 * packet's is not needed (an unlocked look; a straggler's
+		 * record is the packet alone and takes its own). */
+		if (want_cookie && (!v || !v->sock_cookie || v->state == FS_FLOW_EXPORTED)) {
+			p.cookie = owner_cookie(skb);
+			want_cookie = false;
+		}
 		if (v)
 			r = flow_update(v, &p, now);
 		else
@@ -965,6 +972,8 @@ static __always_inline int flow_account(struct __sk_buff *skb, bool egress)
 			return TC_ACT_UNSPEC;
 	}
 	/* The entry kept changing under us: the packet goes out alone. */
+	if (want_cookie)
+		p.cookie = owner_cookie(skb);
 	count_loss(FS_LOSS_MAP_FULL);
 	record_emit_packet(&p, FS_END_MAP_FULL, now);
 	return TC_ACT_UNSPEC;
