@@ -26,12 +26,19 @@
 # and last, new UDP flows at 50k/s: the drop counters and rows written.
 #
 #   bench/overhead.sh [BUILD_DIR] [SECONDS] [ROUNDS] [shared|pinned|both]   (as root)
+#
+# OVERHEAD_LOADS (default "bulk storm") and OVERHEAD_FROZEN=0 (no frozen
+# runs) narrow a run to what is asked, so more rounds fit in the time: the
+# per-round ratios spread widely on this VM (0.6 to 1.1 for one storm
+# build), and only many rounds give a median worth a point.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 BUILD=${1:-build/gcc}
 SECS=${2:-10}
 ROUNDS=${3:-3}
 PLACEMENTS=${4:-both}
+LOADS=${OVERHEAD_LOADS:-bulk storm}
+FROZEN=${OVERHEAD_FROZEN:-1}
 [ "$PLACEMENTS" = both ] && PLACEMENTS="shared pinned"
 FLOWSTORED=$BUILD/collector/flowstored
 LOAD=$BUILD/bench/tcp_load
@@ -84,6 +91,8 @@ stop_daemon() {
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The middle half of the values: "P25-P75" (nearest rank).
+quartiles() { sort -n | awk '{a[NR]=$1} END {printf "%.3f-%.3f", a[int((NR+3)/4)], a[int((3*NR+3)/4)]}'; }
 
 # One run of KIND in MODE (off: no daemon; on: daemon running; frozen:
 # daemon stopped after attaching); appends "VALUE CPU" to $T/KIND.MODE.
@@ -111,25 +120,28 @@ run_mode() { # KIND MODE
 # a drift of the machine's speed (this VM's neighbours) hits both sides of
 # a ratio alike; the ratios are taken per round, then their median.
 run_placement() {
-	for kind in bulk storm; do
+	local frozen=
+	[ "$FROZEN" = 0 ] || frozen=frozen
+	for kind in $LOADS; do
 		: >"$T/$kind.off"; : >"$T/$kind.on"
 		: >"$T/$kind.frozen"
 		for r in $(seq "$ROUNDS"); do
-			if [ $((r % 2)) = 1 ]; then order="off on frozen"; else order="frozen on off"; fi
+			if [ $((r % 2)) = 1 ]; then order="off on $frozen"; else order="$frozen on off"; fi
 			for mode in $order; do run_mode "$kind" "$mode"; done
 		done
 	done
 }
 
 report() { # KIND UNIT [SUFFIX]
-	local off on coff con ratio
+	local off on coff con ratio spread
 	off=$(awk '{print $1}' "$T/$1.off" | median)
 	on=$(awk '{print $1}' "$T/$1.${3:-on}" | median)
 	coff=$(awk '{print $2}' "$T/$1.off" | median)
 	con=$(awk '{print $2}' "$T/$1.${3:-on}" | median)
 	ratio=$(paste "$T/$1.${3:-on}" "$T/$1.off" | awk '{print $1 / $3}' | median)
+	spread=$(paste "$T/$1.${3:-on}" "$T/$1.off" | awk '{print $1 / $3}' | quartiles)
 	echo "$1${3:+ ($3)}: without $off $2, with $on $2 (medians); per-round ratio median" \
-		"$(echo "$ratio" | awk '{printf "%.3f (%+.1f%%)", $1, 100 * ($1 - 1)}');" \
+		"$(echo "$ratio" | awk '{printf "%.3f (%+.1f%%)", $1, 100 * ($1 - 1)}'), middle half $spread;" \
 		"CPU busy ${coff}% -> ${con}% of $(nproc) cores"
 }
 
@@ -160,12 +172,18 @@ for placement in $PLACEMENTS; do
 	: >"$T/stats"
 	run_placement
 	echo "bench/overhead: $placement placement (load on CPUs ${LOAD_CPUS:-all}, daemon on ${DAEMON_CPUS:-all}), $SECS s per run, $ROUNDS rounds, medians"
-	report bulk "bytes/s"
-	report storm "conns/s"
-	report bulk "bytes/s" frozen
-	report storm "conns/s" frozen
+	for kind in $LOADS; do
+		unit="conns/s"
+		[ "$kind" = bulk ] && unit="bytes/s"
+		report "$kind" "$unit"
+		[ "$FROZEN" = 0 ] || report "$kind" "$unit" frozen
+	done
 	echo "runs (value cpu%):"
-	for f in bulk.off bulk.on bulk.frozen storm.off storm.on storm.frozen; do echo "  $f: $(tr '\n' ';' <"$T/$f")"; done
+	for kind in $LOADS; do
+		for mode in off on frozen; do
+			if [ -s "$T/$kind.$mode" ]; then echo "  $kind.$mode: $(tr '\n' ';' <"$T/$kind.$mode")"; fi
+		done
+	done
 	echo "daemon counters at each stop of a running (not frozen) daemon:"
 	tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
 		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort

@@ -13,23 +13,30 @@
 # took: with the load CPU-bound, about the throughput it costs, before any
 # indirect effect (caches).
 #
-#   bench/storm_profile.sh [BUILD_DIR] [SECONDS] [RUNS] [-- FLOWSTORED FLAGS]   (as root; needs perf)
+#   bench/storm_profile.sh [BUILD_DIR[,BUILD_DIR...]] [SECONDS] [RUNS] [-- FLOWSTORED FLAGS]
+#   (as root; needs perf)
 #
 # Prints, per run: connections/s, the daemon's drop counters, the share per
-# program and its heaviest functions, and the total.
+# program and its heaviest functions, and the total. Several build
+# directories (an A/B of two builds): each run profiles every build in
+# turn, the order alternating from run to run, so the VM's drift hits all
+# alike; a last table gives each build's totals, run by run, and their
+# median. The load generator is the first build's.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
-BUILD=${1:-build/gcc}
+IFS=, read -r -a BUILDS <<<"${1:-build/gcc}"
 SECS=${2:-5}
 RUNS=${3:-2}
 shift $(($# < 3 ? $# : 3))
 [ "${1:-}" = -- ] && shift
 EXTRA=("$@")
-FLOWSTORED=$BUILD/collector/flowstored
-LOAD=$BUILD/bench/tcp_load
+LOAD=${BUILDS[0]}/bench/tcp_load
 [ "$(id -u)" = 0 ] || { echo "bench/storm_profile: needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "bench/storm_profile: needs perf (apt-get install linux-perf)" >&2; exit 1; }
-[ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/storm_profile: build $BUILD first" >&2; exit 1; }
+for b in "${BUILDS[@]}"; do
+	[ -x "$b/collector/flowstored" ] && [ -x "$b/bench/tcp_load" ] ||
+		{ echo "bench/storm_profile: build $b first" >&2; exit 1; }
+done
 
 bench_pair fsprof
 ip netns exec "$B" taskset -c 1 "$LOAD" server 10.253.0.2 7000 >/dev/null &
@@ -78,9 +85,11 @@ attribute() {
 	}'
 }
 
-for run in $(seq "$RUNS"); do
+# profile RUN BUILD: one pinned storm with BUILD's daemon, profiled.
+profile() {
+	local total
 	rm -rf "$T/data"
-	ip netns exec "$A" taskset -c 0 "$FLOWSTORED" --source bpf --interfaces veth-a \
+	ip netns exec "$A" taskset -c 0 "$2/collector/flowstored" --source bpf --interfaces veth-a \
 		--data "$T/data" "${EXTRA[@]}" 2>"$T/daemon.log" &
 	daemon=$!
 	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
@@ -92,7 +101,25 @@ for run in $(seq "$RUNS"); do
 	kill -TERM "$daemon"
 	wait "$daemon" || true
 	daemon=
-	echo "run $run: $rate connections/s;" $(grep 'stats:' "$T/daemon.log" | tail -n 1 | tr ' ' '\n' |
-		grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
-	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute
+	echo "run $1${3:+ ($2)}: $rate connections/s;" $(grep 'stats:' "$T/daemon.log" | tail -n 1 |
+		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
+	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute | tee "$T/attr"
+	total=$(awk '/all of flowstore/ {print $4}' "$T/attr")
+	echo "$total" >>"$T/totals.$(echo "$2" | tr / _)"
+}
+
+ab=${BUILDS[1]:+ab}
+for run in $(seq "$RUNS"); do
+	if [ $((run % 2)) = 1 ]; then order=("${BUILDS[@]}"); else
+		order=(); for ((i = ${#BUILDS[@]} - 1; i >= 0; i--)); do order+=("${BUILDS[i]}"); done
+	fi
+	for b in "${order[@]}"; do profile "$run" "$b" "$ab"; done
 done
+if [ -n "$ab" ]; then
+	echo "all of flowstore, run by run, and the median:"
+	for b in "${BUILDS[@]}"; do
+		f="$T/totals.$(echo "$b" | tr / _)"
+		echo "  $b: $(tr '\n' ' ' <"$f")-> median $(tr -d % <"$f" | sort -n |
+			awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')%"
+	done
+fi
