@@ -13,15 +13,17 @@
 # took: with the load CPU-bound, about the throughput it costs, before any
 # indirect effect (caches).
 #
-#   bench/storm_profile.sh [BUILD_DIR[,BUILD_DIR...]] [SECONDS] [RUNS] [-- FLOWSTORED FLAGS]
+#   bench/storm_profile.sh [VARIANT[,VARIANT...]] [SECONDS] [RUNS] [-- FLOWSTORED FLAGS]
+#   VARIANT: BUILD_DIR, optionally followed by flowstored flags of its own
+#   (`build/gcc,build/gcc --ring-size 1M`: one build, two settings)
 #   (as root; needs perf)
 #
 # Prints, per run: connections/s, the daemon's drop counters, the share per
-# program and its heaviest functions, and the total. Several build
-# directories (an A/B of two builds): each run profiles every build in
-# turn, the order alternating from run to run, so the VM's drift hits all
-# alike; a last table gives each build's totals, run by run, and their
-# median. The load generator is the first build's.
+# program and its heaviest functions, and the total. Several variants (an
+# A/B of two builds, or of two settings): each run profiles every variant
+# in turn, the order alternating from run to run, so the VM's drift hits
+# all alike; a last table gives each variant's totals, run by run, and
+# their median. The load generator is the first variant's build's.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 IFS=, read -r -a BUILDS <<<"${1:-build/gcc}"
@@ -30,10 +32,11 @@ RUNS=${3:-2}
 shift $(($# < 3 ? $# : 3))
 [ "${1:-}" = -- ] && shift
 EXTRA=("$@")
-LOAD=${BUILDS[0]}/bench/tcp_load
+LOAD=${BUILDS[0]%% *}/bench/tcp_load
 [ "$(id -u)" = 0 ] || { echo "bench/storm_profile: needs root" >&2; exit 1; }
 command -v perf >/dev/null || { echo "bench/storm_profile: needs perf (apt-get install linux-perf)" >&2; exit 1; }
-for b in "${BUILDS[@]}"; do
+for v in "${BUILDS[@]}"; do
+	b=${v%% *}
 	[ -x "$b/collector/flowstored" ] && [ -x "$b/bench/tcp_load" ] ||
 		{ echo "bench/storm_profile: build $b first" >&2; exit 1; }
 done
@@ -85,12 +88,14 @@ attribute() {
 	}'
 }
 
-# profile RUN BUILD: one pinned storm with BUILD's daemon, profiled.
+# profile RUN VARIANT [AB]: one pinned storm with VARIANT's daemon, profiled.
 profile() {
-	local total
+	local total build flags
+	read -r build flags <<<"$2"
+	read -r -a flags <<<"$flags"
 	rm -rf "$T/data"
-	ip netns exec "$A" taskset -c 0 "$2/collector/flowstored" --source bpf --interfaces veth-a \
-		--data "$T/data" "${EXTRA[@]}" 2>"$T/daemon.log" &
+	ip netns exec "$A" taskset -c 0 "$build/collector/flowstored" --source bpf --interfaces veth-a \
+		--data "$T/data" "${flags[@]}" "${EXTRA[@]}" 2>"$T/daemon.log" &
 	daemon=$!
 	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
 	grep -q "data in" "$T/daemon.log" || { cat "$T/daemon.log"; exit 1; }
@@ -105,7 +110,7 @@ profile() {
 		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
 	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute | tee "$T/attr"
 	total=$(awk '/all of flowstore/ {print $4}' "$T/attr")
-	echo "$total" >>"$T/totals.$(echo "$2" | tr / _)"
+	echo "$total" >>"$T/totals.$(echo "$2" | tr -c 'A-Za-z0-9.-' _)"
 }
 
 ab=${BUILDS[1]:+ab}
@@ -118,7 +123,7 @@ done
 if [ -n "$ab" ]; then
 	echo "all of flowstore, run by run, and the median:"
 	for b in "${BUILDS[@]}"; do
-		f="$T/totals.$(echo "$b" | tr / _)"
+		f="$T/totals.$(echo "$b" | tr -c 'A-Za-z0-9.-' _)"
 		echo "  $b: $(tr '\n' ' ' <"$f")-> median $(tr -d % <"$f" | sort -n |
 			awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')%"
 	done

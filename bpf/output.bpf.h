@@ -20,7 +20,7 @@ const volatile __u64 ringbuf_wakeup_bytes = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 16 << 20); /* default; user space sets it before load */
+	__uint(max_entries, 2 << 20); /* default; user space sets it before load */
 } events SEC(".maps");
 
 struct {

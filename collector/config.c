@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "source.h" /* the kernel source's defaults */
 
 #define NS_PER_S 1000000000LL
 
@@ -122,7 +123,7 @@ void config_usage(FILE *f)
 	      "  --interfaces LIST       bpf: interfaces to watch (comma-separated; lo may be\n"
 	      "                          named); default every interface that is up but lo,\n"
 	      "                          and every one that comes up later\n"
-	      "  --ring-size SIZE        bpf: kernel ring buffer, bytes (default 16M; a power\n"
+	      "  --ring-size SIZE        bpf: kernel ring buffer, bytes (default 2M; a power\n"
 	      "                          of two, K/M/G = 1024), one per program; what\n"
 	      "                          overflows it is counted\n"
 	      "  --flow-map-size N       bpf: flows tracked at once (default 128k, 240 bytes\n"
@@ -567,8 +568,8 @@ static void set_defaults(struct config *cfg)
 	cfg->queue_batches = 4;
 	cfg->seed = 1;
 	cfg->log_level = LOG_INFO;
-	cfg->ring_bytes = 16u << 20;
-	cfg->flow_map_size = 131072;
+	cfg->ring_bytes = BPF_RING_BYTES_DEFAULT;
+	cfg->flow_map_size = BPF_FLOW_MAP_SIZE_DEFAULT;
 	cfg->tcp_states = CONFIG_TCP_STATES_OPEN;
 	cfg->idle_timeout_ns = 15 * NS_PER_S;
 	cfg->active_timeout_ns = 60 * NS_PER_S;

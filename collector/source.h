@@ -75,7 +75,7 @@ int source_replay_new(uv_loop_t *loop, const char *path,
 		      const struct source_sink *sink, struct source **out);
 
 /* The kernel source's defaults (source_bpf_new() takes a 0 for these). */
-#define BPF_RING_BYTES_DEFAULT (16u << 20)
+#define BPF_RING_BYTES_DEFAULT (2u << 20) /* docs/benchmarks.md, session 7 */
 #define BPF_MAX_CONNS_DEFAULT 65536u
 #define BPF_DRAIN_MS_DEFAULT 10u
 #define BPF_FLOW_MAP_SIZE_DEFAULT 131072u
