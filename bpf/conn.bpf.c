@@ -104,7 +104,7 @@
 #define AF_INET6 10
 
 #if !defined(__TARGET_ARCH_x86)
-#error "conn_accept reads x86-64 syscall numbers and registers"
+#error "x86-64 only: conn_accept reads its syscall numbers and registers, entry_make relies on its store order"
 #endif
 #define NR_ACCEPT 43    /* x86-64 */
 #define NR_ACCEPT4 288  /* x86-64 */
@@ -224,8 +224,12 @@ static __always_inline struct conn_entry *entry_make(__u64 cookie,
 	held = __sync_val_compare_and_swap(&s->cookie, 0, cookie | SLOT_FILLING);
 	if (held == 0) {
 		s->e = *fresh;
-		/* A full barrier: the entry is whole before its cookie shows. */
-		__sync_lock_test_and_set(&s->cookie, cookie);
+		/* The entry is whole before its cookie shows: on x86-64 (TSO)
+		 * other CPUs see these stores in program order, so a compiler
+		 * barrier and a plain store publish it. A full barrier here
+		 * (xchg) made the program wait for the entry's cache lines. */
+		asm volatile("" ::: "memory");
+		*(volatile __u64 *)&s->cookie = cookie;
 		*made = true;
 		return &s->e;
 	}
