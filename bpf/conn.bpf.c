@@ -54,7 +54,8 @@
  *     ia32 task. Two threads of one process taking the first I/O of a
  *     socket at the same instant may leave it with either thread's comm.
  *  5. The LISTEN->SYN_RECV event of a passive child is held in its entry
- *     (its time in syn_recv_ns) and emitted, with that time, just before the
+ *     (syn_recv_held; its time is the entry's start_ns, taken with it) and
+ *     emitted, with that time, just before the
  *     child's next transition, reading the addresses then: before Linux 6.15
  *     the tracepoint fires inside inet_csk_clone_lock() before the child's
  *     remote address and ports are set (they still hold the listener's).
@@ -129,21 +130,29 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define CONN_OWNER_KNOWN 0x01 /* conn_entry.flags: pid/uid/comm/cgroup_id valid */
 
-/* What `conns` keeps per socket until its ->CLOSE (key: socket cookie). */
+/*
+ * What `conns` keeps per socket until its ->CLOSE (key: socket cookie).
+ * 56 bytes, so that a slot (cookie and entry) is one 64-byte cache line:
+ * a new socket's slot is memory no one touched for a while, and a second
+ * line was a second miss (docs/benchmarks.md, session 7).
+ */
 struct conn_entry {
-	__u64 start_ns;    /* invariant 6 */
-	__u64 syn_recv_ns; /* held-back LISTEN->SYN_RECV event's time, 0 if none */
-	__u64 cgroup_id;   /* owner's, when CONN_OWNER_KNOWN */
-	__u32 pid;         /* owner's tgid, when CONN_OWNER_KNOWN */
+	__u64 start_ns;  /* invariant 6 */
+	__u64 cgroup_id; /* owner's, when CONN_OWNER_KNOWN */
+	__u32 pid;       /* owner's tgid, when CONN_OWNER_KNOWN */
 	__u32 uid;
 	char comm[FS_COMM_LEN];
-	__u8 state_path[FS_STATE_PATH_LEN];
+	__u64 state_path; /* the first FS_STATE_PATH_LEN states entered, 4 bits each
+			   * from the lowest (TCP states are < 16) */
 	__u8 path_len;  /* states entered, saturating at 255 */
 	__u8 direction; /* enum fs_direction */
 	__u8 flags;     /* CONN_OWNER_KNOWN; written only where the owner is */
-	__u8 reserved[5];
+	__u8 syn_recv_held; /* LISTEN->SYN_RECV event held back, at start_ns (inv. 5) */
+	__u8 reserved[4];
 };
-_Static_assert(sizeof(struct conn_entry) == 72, "conn_entry layout");
+_Static_assert(sizeof(struct conn_entry) == 56, "conn_entry layout");
+_Static_assert(FS_STATE_PATH_LEN * 4 == sizeof(__u64) * 8, "state_path nibbles");
+_Static_assert(TCP_MAX_STATES <= 16, "a TCP state fits in 4 bits");
 
 #include "output.bpf.h"
 
@@ -172,8 +181,13 @@ struct conn_slot {
 /* Slots - 1; user space sets it with the table's size (a power of two). */
 const volatile __u32 conn_slot_mask = 65535;
 
+_Static_assert(sizeof(struct conn_slot) == 64, "a slot is a cache line");
+
+/* Mmapable only for its layout: the kernel then starts the values on a
+ * page, so every 64-byte slot is a whole cache line. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, 65536); /* default; user space sets it before load */
 	__type(key, __u32);         /* cookie & conn_slot_mask */
 	__type(value, struct conn_slot);
@@ -358,7 +372,7 @@ static __always_inline void path_append(struct conn_entry *c, __u8 state)
 	__u8 n = c->path_len;
 
 	if (n < FS_STATE_PATH_LEN)
-		c->state_path[n] = state;
+		c->state_path |= (__u64)(state & 0xf) << (4 * n);
 	if (n < 255)
 		c->path_len = n + 1;
 }
@@ -479,6 +493,8 @@ static __always_inline void tcp_counters_into(struct fs_tcp_conn_event *e, const
 static __always_inline void entry_into_conn(struct fs_tcp_conn_event *e,
 					    const struct conn_entry *c, int oldstate)
 {
+	int i;
+
 	if (!c) {
 		e->direction = direction_of(oldstate, FS_TCP_CLOSE);
 		e->state_path[0] = FS_TCP_CLOSE;
@@ -489,7 +505,8 @@ static __always_inline void entry_into_conn(struct fs_tcp_conn_event *e,
 		e->start_ns = c->start_ns;
 	e->direction = c->direction;
 	e->path_len = c->path_len;
-	__builtin_memcpy(e->state_path, c->state_path, sizeof(e->state_path));
+	for (i = 0; i < FS_STATE_PATH_LEN; i++)
+		e->state_path[i] = (c->state_path >> (4 * i)) & 0xf;
 	if (!(c->flags & CONN_OWNER_KNOWN))
 		return;
 	asm volatile("" ::: "memory");
@@ -558,8 +575,8 @@ static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 
 {
 	struct conn_entry fresh = {
 		.start_ns = now,
-		.syn_recv_ns = now,
 		.direction = FS_DIR_IN,
+		.syn_recv_held = 1,
 	};
 	struct conn_entry *c;
 	bool made;
@@ -578,7 +595,7 @@ static __always_inline void on_child(const struct sock *sk, __u16 family, __u64 
 		return;
 	}
 	/* One was there already (no path makes one first; kept safe): join it. */
-	c->syn_recv_ns = now;
+	c->syn_recv_held = 1; /* at the entry's start_ns */
 	path_append(c, FS_TCP_SYN_RECV);
 }
 
@@ -623,9 +640,9 @@ int BPF_PROG(conn_set_state, const struct sock *sk, int oldstate, int newstate)
 	}
 
 	c = entry_find(cookie);
-	if (c && c->syn_recv_ns) {
-		emit_state(sk, family, cookie, c->syn_recv_ns, FS_TCP_LISTEN, FS_TCP_SYN_RECV, c);
-		c->syn_recv_ns = 0;
+	if (c && c->syn_recv_held) {
+		emit_state(sk, family, cookie, c->start_ns, FS_TCP_LISTEN, FS_TCP_SYN_RECV, c);
+		c->syn_recv_held = 0;
 	}
 	if (newstate == FS_TCP_CLOSE) {
 		on_close(sk, family, cookie, bpf_ktime_get_ns(), oldstate, c);
