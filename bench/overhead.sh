@@ -31,6 +31,9 @@
 # runs) narrow a run to what is asked, so more rounds fit in the time: the
 # per-round ratios spread widely on this VM (0.6 to 1.1 for one storm
 # build), and only many rounds give a median worth a point.
+# OVERHEAD_BASELINE=BUILD_DIR adds a mode to every round: the daemon of
+# that other build (an earlier commit's, say), reported like "with" as
+# "baseline", so two builds' throughput is compared within the same rounds.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/netns.sh"
 BUILD=${1:-build/gcc}
@@ -39,11 +42,14 @@ ROUNDS=${3:-3}
 PLACEMENTS=${4:-both}
 LOADS=${OVERHEAD_LOADS:-bulk storm}
 FROZEN=${OVERHEAD_FROZEN:-1}
+BASELINE=${OVERHEAD_BASELINE:-}
 [ "$PLACEMENTS" = both ] && PLACEMENTS="shared pinned"
 FLOWSTORED=$BUILD/collector/flowstored
 LOAD=$BUILD/bench/tcp_load
 [ "$(id -u)" = 0 ] || { echo "bench/overhead: needs root" >&2; exit 1; }
 [ -x "$FLOWSTORED" ] && [ -x "$LOAD" ] || { echo "bench/overhead: build $BUILD first" >&2; exit 1; }
+[ -z "$BASELINE" ] || [ -x "$BASELINE/collector/flowstored" ] ||
+	{ echo "bench/overhead: OVERHEAD_BASELINE: build $BASELINE first" >&2; exit 1; }
 
 bench_pair fsbench
 
@@ -73,29 +79,30 @@ measure() {
 	echo "$v $(echo "$b0 $b1 $t0 $t1" | awk -v hz="$(getconf CLK_TCK)" '{printf "%.0f", 100*($2-$1)/hz/($4-$3)}')"
 }
 
-start_daemon() {
+start_daemon() { # [FLOWSTORED]
 	rm -rf "$T/data"
 	# shellcheck disable=SC2046
-	ip netns exec "$A" $(on "$DAEMON_CPUS") "$FLOWSTORED" --source bpf --interfaces veth-a \
+	ip netns exec "$A" $(on "$DAEMON_CPUS") "${1:-$FLOWSTORED}" --source bpf --interfaces veth-a \
 		--data "$T/data" 2>"$T/daemon.log" &
 	daemon=$!
 	for _ in $(seq 100); do grep -q "data in" "$T/daemon.log" && break; sleep 0.1; done
 	grep -q "data in" "$T/daemon.log" || { cat "$T/daemon.log"; exit 1; }
 }
 
-stop_daemon() {
+stop_daemon() { # [STATS_FILE]
 	kill -TERM "$daemon"
 	wait "$daemon" || true
 	daemon=
-	grep 'stats:' "$T/daemon.log" | tail -n 1 >>"$T/stats"
+	grep 'stats:' "$T/daemon.log" | tail -n 1 >>"${1:-$T/stats}"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # The middle half of the values: "P25-P75" (nearest rank).
 quartiles() { sort -n | awk '{a[NR]=$1} END {printf "%.3f-%.3f", a[int((NR+3)/4)], a[int((3*NR+3)/4)]}'; }
 
-# One run of KIND in MODE (off: no daemon; on: daemon running; frozen:
-# daemon stopped after attaching); appends "VALUE CPU" to $T/KIND.MODE.
+# One run of KIND in MODE (off: no daemon; on: daemon running; base: the
+# baseline build's daemon running; frozen: daemon stopped after
+# attaching); appends "VALUE CPU" to $T/KIND.MODE.
 run_mode() { # KIND MODE
 	case $2 in
 	off) measure "$1" >>"$T/$1.off" ;;
@@ -103,6 +110,11 @@ run_mode() { # KIND MODE
 		start_daemon
 		measure "$1" >>"$T/$1.on"
 		stop_daemon
+		;;
+	base)
+		start_daemon "$BASELINE/collector/flowstored"
+		measure "$1" >>"$T/$1.base"
+		stop_daemon "$T/stats.base"
 		;;
 	frozen)
 		start_daemon
@@ -120,13 +132,14 @@ run_mode() { # KIND MODE
 # a drift of the machine's speed (this VM's neighbours) hits both sides of
 # a ratio alike; the ratios are taken per round, then their median.
 run_placement() {
-	local frozen=
+	local frozen= base=
 	[ "$FROZEN" = 0 ] || frozen=frozen
+	[ -z "$BASELINE" ] || base=base
 	for kind in $LOADS; do
 		: >"$T/$kind.off"; : >"$T/$kind.on"
-		: >"$T/$kind.frozen"
+		: >"$T/$kind.frozen"; : >"$T/$kind.base"
 		for r in $(seq "$ROUNDS"); do
-			if [ $((r % 2)) = 1 ]; then order="off on $frozen"; else order="$frozen on off"; fi
+			if [ $((r % 2)) = 1 ]; then order="off on $base $frozen"; else order="$frozen $base on off"; fi
 			for mode in $order; do run_mode "$kind" "$mode"; done
 		done
 	done
@@ -143,6 +156,13 @@ report() { # KIND UNIT [SUFFIX]
 	echo "$1${3:+ ($3)}: without $off $2, with $on $2 (medians); per-round ratio median" \
 		"$(echo "$ratio" | awk '{printf "%.3f (%+.1f%%)", $1, 100 * ($1 - 1)}'), middle half $spread;" \
 		"CPU busy ${coff}% -> ${con}% of $(nproc) cores"
+}
+
+# counters: the drop counters and rows written, summed over the stats
+# lines on stdin.
+counters() {
+	tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
+		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
 }
 
 # new_flows RATE: flowstored (defaults) watching veth-a while tcp_load
@@ -169,24 +189,33 @@ for placement in $PLACEMENTS; do
 	*) echo "bench/overhead: placement is shared, pinned or both" >&2; exit 2 ;;
 	esac
 	start_server
-	: >"$T/stats"
+	: >"$T/stats"; : >"$T/stats.base"
 	run_placement
 	echo "bench/overhead: $placement placement (load on CPUs ${LOAD_CPUS:-all}, daemon on ${DAEMON_CPUS:-all}), $SECS s per run, $ROUNDS rounds, medians"
 	for kind in $LOADS; do
 		unit="conns/s"
 		[ "$kind" = bulk ] && unit="bytes/s"
 		report "$kind" "$unit"
+		if [ -n "$BASELINE" ]; then
+			report "$kind" "$unit" base
+			echo "$kind: this build / baseline, per-round ratio median" \
+				"$(paste "$T/$kind.on" "$T/$kind.base" | awk '{print $1 / $3}' | median)," \
+				"middle half $(paste "$T/$kind.on" "$T/$kind.base" | awk '{print $1 / $3}' | quartiles)"
+		fi
 		[ "$FROZEN" = 0 ] || report "$kind" "$unit" frozen
 	done
 	echo "runs (value cpu%):"
 	for kind in $LOADS; do
-		for mode in off on frozen; do
+		for mode in off on base frozen; do
 			if [ -s "$T/$kind.$mode" ]; then echo "  $kind.$mode: $(tr '\n' ';' <"$T/$kind.$mode")"; fi
 		done
 	done
 	echo "daemon counters at each stop of a running (not frozen) daemon:"
-	tr ' ' '\n' <"$T/stats" | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
-		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
+	counters <"$T/stats"
+	if [ -n "$BASELINE" ]; then
+		echo "the same, baseline build ($BASELINE):"
+		counters <"$T/stats.base"
+	fi
 done
 echo "bench/overhead: new flows, daemon with its defaults, $placement placement"
 new_flows 50000
