@@ -18,6 +18,13 @@
 #   (`build/gcc,build/gcc --ring-size 1M`: one build, two settings)
 #   (as root; needs perf)
 #
+# STORM_PROFILE_LINES=1 also gives, per program, the source lines of
+# the bpf/ sources its own samples fell in (the heaviest first, as shares of
+# all samples): bench/prog_lines reads the JIT's line table of the loaded
+# programs before the daemon exits. A line's share includes its cache
+# misses, and a sampler's skid puts some of an instruction's cost on the
+# next one.
+#
 # Prints, per run: connections/s, the daemon's drop counters, the share per
 # program and its heaviest functions, and the total. Several variants (an
 # A/B of two builds, or of two settings): each run profiles every variant
@@ -88,6 +95,48 @@ attribute() {
 	}'
 }
 
+# by_line LINES: reads `perf script -F ip,sym,symoff` on stdin; prints,
+# per program, the source lines (from LINES, bench/prog_lines' output)
+# under its own samples, as shares of all samples.
+by_line() {
+	awk -v lines="$1" '
+	function hex(h,   i, v) {
+		v = 0
+		for (i = 1; i <= length(h); i++)
+			v = v * 16 + index("0123456789abcdef", substr(h, i, 1)) - 1
+		return v
+	}
+	BEGIN {
+		while ((getline l < lines) > 0) {
+			split(l, f, " ")
+			p = f[1]; k = ++n[p]
+			off[p, k] = hex(f[2])
+			txt = l; sub(/^[^ ]+ [^ ]+ /, "", txt)
+			src[p, k] = txt
+		}
+	}
+	/^[[:space:]]*$/ { first = 1; next }
+	first {
+		first = 0; total++
+		if (!match($2, /bpf_prog_[0-9a-f]+_[A-Za-z0-9_]+\+0x[0-9a-f]+/)) next
+		s = substr($2, RSTART, RLENGTH)
+		o = hex(substr(s, index(s, "+0x") + 3))
+		sub(/\+0x.*/, "", s); sub(/bpf_prog_[0-9a-f]+_/, "", s)
+		best = 0
+		for (k = 1; k <= n[s]; k++) if (off[s, k] <= o) best = k
+		hits[s, best ? src[s, best] : "(no line info)"]++
+	}
+	END {
+		if (total == 0) exit
+		for (h in hits) {
+			split(h, hp, SUBSEP)
+			printf "%s\t%.2f\t%s\n", hp[1], 100 * hits[h] / total, hp[2]
+		}
+	}' | sort -t "$(printf '\t')" -k1,1 -k2,2nr |
+		awk -F '\t' '$1 != last { print "  lines of " $1 ":"; last = $1; shown = 0 }
+			shown < 8 && $2 >= 0.05 { printf "      %5.2f%%  %s\n", $2, substr($3, 1, 80); shown++ }'
+}
+
 # profile RUN VARIANT [AB]: one pinned storm with VARIANT's daemon, profiled.
 profile() {
 	local total build flags
@@ -103,12 +152,19 @@ profile() {
 	perf=$!
 	rate=$(ip netns exec "$A" taskset -c 1 "$LOAD" storm 10.253.0.2 7000 "$SECS" | awk '{print $2}')
 	wait "$perf"
+	if [ "${STORM_PROFILE_LINES:-0}" = 1 ]; then
+		"$build/bench/prog_lines" flow_egress flow_ingress conn_set_state conn_send \
+			conn_recv conn_accept >"$T/lines" 2>/dev/null || true
+	fi
 	kill -TERM "$daemon"
 	wait "$daemon" || true
 	daemon=
 	echo "run $1${3:+ ($2)}: $rate connections/s;" $(grep 'stats:' "$T/daemon.log" | tail -n 1 |
 		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
 	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute | tee "$T/attr"
+	if [ "${STORM_PROFILE_LINES:-0}" = 1 ]; then
+		perf script -i "$T/perf.data" -F ip,sym,symoff 2>/dev/null | by_line "$T/lines"
+	fi
 	total=$(awk '/all of flowstore/ {print $4}' "$T/attr")
 	echo "$total" >>"$T/totals.$(echo "$2" | tr -c 'A-Za-z0-9.-' _)"
 }
