@@ -46,6 +46,8 @@ for v in "${BUILDS[@]}"; do
 	b=${v%% *}
 	[ -x "$b/collector/flowstored" ] && [ -x "$b/bench/tcp_load" ] ||
 		{ echo "bench/storm_profile: build $b first" >&2; exit 1; }
+	[ "${STORM_PROFILE_LINES:-0}" != 1 ] || [ -x "$b/bench/prog_lines" ] ||
+		{ echo "bench/storm_profile: STORM_PROFILE_LINES=1: build $b/bench/prog_lines first" >&2; exit 1; }
 done
 
 bench_pair fsprof
@@ -154,7 +156,8 @@ profile() {
 	wait "$perf"
 	if [ "${STORM_PROFILE_LINES:-0}" = 1 ]; then
 		"$build/bench/prog_lines" flow_egress flow_ingress conn_set_state conn_send \
-			conn_recv conn_accept >"$T/lines" 2>/dev/null || true
+			conn_recv conn_accept >"$T/lines" ||
+			echo "bench/storm_profile: no line table: samples stay off the lines" >&2
 	fi
 	kill -TERM "$daemon"
 	wait "$daemon" || true

@@ -571,8 +571,8 @@ static void set_defaults(struct config *cfg)
 	cfg->ring_bytes = BPF_RING_BYTES_DEFAULT;
 	cfg->flow_map_size = BPF_FLOW_MAP_SIZE_DEFAULT;
 	cfg->tcp_states = CONFIG_TCP_STATES_OPEN;
-	cfg->idle_timeout_ns = 15 * NS_PER_S;
-	cfg->active_timeout_ns = 60 * NS_PER_S;
+	cfg->idle_timeout_ns = BPF_IDLE_TIMEOUT_NS_DEFAULT;
+	cfg->active_timeout_ns = BPF_ACTIVE_TIMEOUT_NS_DEFAULT;
 	cfg->query_timeout_ns = 30 * NS_PER_S;
 	cfg->query_workers = 4;
 	cfg->query_max_rows = 100000;
