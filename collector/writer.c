@@ -77,11 +77,18 @@ static void partition_retire(struct writer *w, bool seal)
 static int partition_open_next(struct writer *w, int64_t now)
 {
 	int64_t period = partition_period_start(now, w->cfg.period_ns);
-	unsigned seq = w->have_last && w->last_period == period ? w->last_seq + 1 : 0;
+	unsigned seq = 0;
 	int err = sealer_room(w->sealer);
 
 	if (err)
 		return err; /* at --max-disk: wait for retention, as on a full disk */
+	/* A name is never given twice (catalog_next_seq says why): within a
+	 * period this writer counts on; a period it has not written yet may
+	 * have names from an earlier run, removed files' among them. */
+	if (w->have_last && w->last_period == period)
+		seq = w->last_seq + 1;
+	else if ((err = catalog_next_seq(w->cfg.dir, period, &seq)))
+		return err;
 	do {
 		err = partition_create(w->cfg.dir, period, w->cfg.period_ns, seq, now, &w->part);
 	} while (err == -EEXIST && ++seq);

@@ -304,6 +304,58 @@ void catalog_free(struct catalog *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* ---- the next seq of a period ------------------------------------------------------ */
+
+struct seq_ctx {
+	int64_t period_start_ns;
+	unsigned next;
+};
+
+static void seq_seen(struct seq_ctx *s, unsigned seq)
+{
+	if (seq >= s->next)
+		s->next = seq + 1; /* may pass SCHEMA_SEQ_MAX: the caller says -ERANGE */
+}
+
+static int seq_one(const char *dir, int dfd, const char *name, void *ctx)
+{
+	struct seq_ctx *s = ctx;
+	char path[PATH_MAX];
+	enum schema_kind kind;
+	int64_t start;
+	unsigned seq;
+
+	(void)dfd;
+	if (schema_name_classify(name, &kind, &start, &seq))
+		return 0;
+	if (kind == SCHEMA_KIND_RAW) {
+		if (start == s->period_start_ns)
+			seq_seen(s, seq);
+		return 0;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
+		return 0;
+	if (rollup_file_last_seq(path, s->period_start_ns, &seq) == 1)
+		seq_seen(s, seq);
+	return 0;
+}
+
+int catalog_next_seq(const char *dir, int64_t period_start_ns, unsigned *seq)
+{
+	struct seq_ctx s = { period_start_ns, 0 };
+	int rc;
+
+	if (!dir || !seq)
+		return schema_error(-EINVAL, dir, "catalog_next_seq: bad arguments");
+	rc = dir_each(dir, seq_one, &s);
+	if (rc)
+		return rc;
+	if (s.next > SCHEMA_SEQ_MAX)
+		return schema_error(-ERANGE, dir, "every seq of the period is used");
+	*seq = s.next;
+	return 0;
+}
+
 /* ---- removing leftovers ------------------------------------------------------------ */
 
 /*

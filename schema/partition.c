@@ -51,7 +51,6 @@
 #include "schemaInt.h"
 
 #define NS_PER_SEC 1000000000LL
-#define SEQ_MAX 9999u
 #define BUSY_TIMEOUT_MS 5000
 #define SEAL_PROGRESS_OPS 1000 /* VM steps between two looks at cancel */
 
@@ -331,8 +330,8 @@ int schema_name_build(char *buf, size_t len, enum schema_kind k, int64_t period_
 	struct tm tm;
 	int n;
 
-	if (seq > SEQ_MAX)
-		return schema_error(-ERANGE, NULL, "file seq %u is above %u", seq, SEQ_MAX);
+	if (seq > SCHEMA_SEQ_MAX)
+		return schema_error(-ERANGE, NULL, "file seq %u is above %u", seq, SCHEMA_SEQ_MAX);
 	if (!buf || !schema_kind_name(k) || period_start_ns < 0 || period_start_ns % NS_PER_SEC)
 		return schema_error(-EINVAL, NULL,
 				    "period start %lld is not a whole second since 1970",

@@ -370,6 +370,55 @@ int rollup_file_has(const char *path, const char *source)
 	return rc;
 }
 
+/* The latest source in `rolled` between lo and hi (names of one width, so
+ * their order is seq order): 1 and out, 0 if none, or a negative errno. */
+static int rolled_max_between(sqlite3 *db, const char *path, const char *lo, const char *hi,
+			      char out[SCHEMA_NAME_LEN])
+{
+	sqlite3_stmt *st = NULL;
+	const char *s;
+	int rc = sqlite3_prepare_v2(db,
+				    "SELECT max(source) FROM rolled WHERE source BETWEEN ?1 AND ?2",
+				    -1, &st, NULL);
+
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 1, lo, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, hi, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		rc = schema_sql_fail(db, rc, path, "rolled", SQL_READ);
+		sqlite3_finalize(st);
+		return rc;
+	}
+	s = (const char *)sqlite3_column_text(st, 0);
+	rc = s && snprintf(out, SCHEMA_NAME_LEN, "%s", s) < SCHEMA_NAME_LEN;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int rollup_file_last_seq(const char *path, int64_t period_start_ns, unsigned *seq)
+{
+	char lo[SCHEMA_NAME_LEN], hi[SCHEMA_NAME_LEN], last[SCHEMA_NAME_LEN];
+	int64_t start;
+	sqlite3 *db = NULL;
+	int rc;
+
+	if (!path || !seq)
+		return schema_error(-EINVAL, path, "rollup_file_last_seq: bad arguments");
+	if ((rc = partition_name_format(lo, sizeof(lo), period_start_ns, 0)) ||
+	    (rc = partition_name_format(hi, sizeof(hi), period_start_ns, SCHEMA_SEQ_MAX)))
+		return rc;
+	rc = rolled_open(path, &db);
+	if (!rc)
+		rc = rolled_max_between(db, path, lo, hi, last);
+	sqlite3_close_v2(db);
+	if (rc == 1 && (partition_name_parse(last, &start, seq) || start != period_start_ns))
+		rc = 0; /* between lo and hi but not a name of ours: not a seq */
+	return rc;
+}
+
 static int sources_grow(char (**names)[SCHEMA_NAME_LEN], size_t *cap)
 {
 	size_t n = *cap ? *cap * 2 : 16;

@@ -115,7 +115,11 @@ struct schema_row {
 /* Start of the period holding t (both ns, UTC); periods align to the epoch. */
 int64_t partition_period_start(int64_t t_ns, int64_t period_ns);
 
-/* "raw-20261127T200000Z-0000.db". Returns 0, or -ENAMETOOLONG. */
+/* The highest seq a name can carry (four digits). */
+#define SCHEMA_SEQ_MAX 9999u
+
+/* "raw-20261127T200000Z-0000.db". Returns 0, -ERANGE (seq above
+ * SCHEMA_SEQ_MAX), or -ENAMETOOLONG. */
 int partition_name_format(char *buf, size_t len, int64_t period_start_ns, unsigned seq);
 
 /* Parse a name made by partition_name_format. -EINVAL if it is not one. */
@@ -311,6 +315,11 @@ int rollup_file_has(const char *path, const char *source);
  * as rollup_file_has. */
 int rollup_file_sources(const char *path, char (**names)[SCHEMA_NAME_LEN], size_t *n);
 
+/* The highest seq of the raw partitions of the period starting at
+ * period_start_ns that the k-file at path marks: 1 and *seq, 0 if it marks
+ * none, or a negative errno as rollup_file_has. */
+int rollup_file_last_seq(const char *path, int64_t period_start_ns, unsigned *seq);
+
 /* A temporary name of ours (".1m-....db.tmp", ".1h-....db.tmp" and their
  * -journal side files; the part between "." and ".tmp" a valid rollup file
  * name): a leftover of an interrupted creation, or a creation in progress
@@ -351,6 +360,19 @@ struct catalog {
  * whose main file is gone are counted in temps (an interrupted delete).
  * DIR/.retention.lock is ours and counted nowhere. Free with catalog_free. */
 int catalog_scan(const char *dir, struct catalog *out);
+
+/*
+ * The seq for a new raw partition of the period starting at period_start_ns:
+ * one above every seq of that period dir has seen, in a raw file's name or
+ * marked as rolled up in a rollup file (whose raw file retention may have
+ * removed since). A raw partition's name is its identity in the rollup
+ * files' `rolled` tables, so it must never be given twice: a partition under
+ * a reused name would count as rolled up already, and retention would
+ * remove its rows without ever rolling them up. Rollup files that cannot be
+ * read are passed over (retention reports them; their marks are unknown).
+ * 0, -ERANGE when the period has used the last seq, or opendir's error.
+ */
+int catalog_next_seq(const char *dir, int64_t period_start_ns, unsigned *seq);
 
 /* The retention lock's name in a data dir (retention/retention.c takes it). */
 #define SCHEMA_RETENTION_LOCK ".retention.lock"

@@ -1068,6 +1068,64 @@ static void test_catalog_kinds(void **state)
 	partition_close(open);
 }
 
+/*
+ * The next seq of a period: above its raw files' and above the sources a
+ * rollup file marks, whose raw files are gone (a name given twice would
+ * count as rolled up already). Other periods' names, foreign files and
+ * unreadable rollup files do not count.
+ */
+static void test_next_seq(void **state)
+{
+	struct fixture *f = *state;
+	const char *raw0 = make_raw(f, T0, 0);
+	const char *raw1 = make_raw(f, T0, 1);
+	unsigned seq = 99;
+	uint64_t added;
+	int done;
+
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), 0);
+	assert_int_equal(seq, 2);
+	assert_int_equal(catalog_next_seq(f->dir, T0 + HOUR, &seq), 0);
+	assert_int_equal(seq, 0);
+
+	/* raw 1 rolled up (its rows reach both 1m files) and removed, raw 0
+	 * removed without a rollup */
+	assert_int_equal(rollup_file_apply(f->dir, SCHEMA_KIND_1M, DAY0, "raw-20261127T200000Z-0001.db",
+					   raw1, 6, INSERT_1M, T0, 5000, &added, &done), 0);
+	assert_int_equal(rollup_file_apply(f->dir, SCHEMA_KIND_1M, DAY1, "raw-20261127T200000Z-0001.db",
+					   raw1, 6, INSERT_1M, T0, 5000, &added, &done), 0);
+	assert_int_equal(unlink(raw0), 0);
+	assert_int_equal(unlink(raw1), 0);
+	assert_int_equal(rollup_file_last_seq(path_of(f, M0), T0, &seq), 1);
+	assert_int_equal(seq, 1);
+	assert_int_equal(rollup_file_last_seq(path_of(f, M0), T0 + HOUR, &seq), 0);
+	assert_int_equal(rollup_file_last_seq(path_of(f, M0), T0 - HOUR, &seq), 0);
+	assert_int_equal(rollup_file_last_seq(path_of(f, H0), T0, &seq), -ENOENT);
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), 0);
+	assert_int_equal(seq, 2);
+
+	/* the 1m file of the first day goes too: the next day's still marks it */
+	assert_int_equal(unlink(path_of(f, M0)), 0);
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), 0);
+	assert_int_equal(seq, 2);
+	assert_int_equal(unlink(path_of(f, M1)), 0);
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), 0);
+	assert_int_equal(seq, 0); /* no mark left: the name is free again */
+
+	/* a raw file further on, a foreign file, an unreadable rollup file */
+	make_raw(f, T0, 7);
+	write_file(path_of(f, "raw-20261127T200000Z-0042.db.bak"), "x", 1);
+	write_file(path_of(f, H0), "garbage with a rollup name", 26);
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), 0);
+	assert_int_equal(seq, 8);
+	assert_int_equal(rollup_file_last_seq(path_of(f, H0), T0, &seq), -EINVAL);
+
+	/* the last seq used: none is left */
+	make_raw(f, T0, SCHEMA_SEQ_MAX);
+	assert_int_equal(catalog_next_seq(f->dir, T0, &seq), -ERANGE);
+	assert_int_equal(catalog_next_seq(path_of(f, "missing"), T0, &seq), -ENOENT);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -1086,6 +1144,7 @@ int main(void)
 		T(test_creator_killed),
 		T(test_step_killed),
 		T(test_catalog_kinds),
+		T(test_next_seq),
 	};
 
 	if (schema_init())

@@ -206,6 +206,44 @@ static void test_restart_numbers_after_existing(void **state)
 	catalog_free(&c);
 }
 
+/* Retention rolled seq 1 up and removed seq 0 and 1: a new run in the same
+ * hour must not give either name again (seq 1 would count as rolled up). */
+static void test_restart_skips_removed_names(void **state)
+{
+	struct fixture *f = *state;
+	char raw[2][SCHEMA_NAME_LEN], path[4096];
+	struct catalog c;
+	uint64_t added;
+	int done;
+
+	start(f, T0 + 10, 10);
+	write_rows(f, 0, 20); /* seq 0 and 1 */
+	stop(f);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(partition_name_format(raw[i], sizeof(raw[i]), T0, i), 0);
+	snprintf(path, sizeof(path), "%s/%s", f->dir, raw[1]);
+	assert_int_equal(rollup_file_apply(f->dir, SCHEMA_KIND_1M, 0, raw[1], path, 10,
+					   "INSERT INTO flows_1m(ts, proto, flows, connections,"
+					   " failed_connections) SELECT ts, proto, 1, 0, 0"
+					   " FROM src.flows WHERE ts >= ?1 AND ts < ?2",
+					   T0 + 30, 5000, &added, &done), 0);
+	assert_int_equal(added, 10);
+	for (unsigned i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/%s", f->dir, raw[i]);
+		assert_int_equal(unlink(path), 0);
+	}
+	memset(&f->stats, 0, sizeof(f->stats));
+	start(f, T0 + 40, 10);
+	write_rows(f, 20, 5);
+	stop(f);
+	c = scan(f);
+	assert_int_equal(c.n, 2); /* the new partition and the 1m file */
+	assert_int_equal(c.entries[0].kind, SCHEMA_KIND_RAW);
+	assert_int_equal(c.entries[0].seq, 2);
+	assert_int_equal(flows_in(f, c.entries[0].name), 5);
+	catalog_free(&c);
+}
+
 static void test_idle_period_end_seals(void **state)
 {
 	struct fixture *f = *state;
@@ -365,6 +403,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_period_rollover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_row_cap_splits_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_numbers_after_existing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restart_skips_removed_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_idle_period_end_seals, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_is_kept_and_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shutdown_gives_up_after_retrying, setup, teardown),
