@@ -169,12 +169,21 @@ static __always_inline bool state_wanted(int oldstate, int newstate)
 	       (oldstate == FS_TCP_LISTEN && newstate == FS_TCP_CLOSE);
 }
 
-/* conn_slot.cookie while its owner writes the entry: readers match only a
- * whole entry's cookie. Cookies count up from 1 and never get near it. */
+/* conn_slot.cookie is cookie ^ SLOT_FILLING while its owner writes the
+ * entry: readers match only a whole entry's cookie. An XOR, not an OR: a
+ * cookie may have bit 63 set (kernels that hand out cookies from a
+ * reverse counter when cookie generation nests), and cookie | bit 63 would
+ * then be the cookie itself. The marker equals another live socket's
+ * cookie only if the two differ in bit 63 alone. */
 #define SLOT_FILLING (1ull << 63)
 
+/* Reads of a slot another CPU is filling before entry_make gives up: the
+ * filler's stores are a 56-byte copy and one store, done in nanoseconds
+ * unless that CPU is interrupted in between. */
+#define SLOT_FILL_WAIT 64
+
 struct conn_slot {
-	__u64 cookie; /* 0: free; else its socket's cookie (| SLOT_FILLING) */
+	__u64 cookie; /* 0: free; else its socket's cookie (^ SLOT_FILLING while filled) */
 	struct conn_entry e;
 };
 
@@ -195,7 +204,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384); /* default; user space sets it before load */
+	__uint(max_entries, 32768); /* default (half the slots); user space sets it before load */
 	__type(key, __u64);         /* socket cookie */
 	__type(value, struct conn_entry);
 } conns_spill SEC(".maps");
@@ -220,9 +229,10 @@ static __always_inline struct conn_entry *entry_find(__u64 cookie)
 /*
  * Makes the entry of `cookie` a copy of *fresh and returns it, *made true.
  * If the socket has one already (another CPU made it meanwhile), returns
- * that one, *made false. NULL: no free slot or spill entry (counted), or
- * another CPU is writing this socket's slot at this instant (counted the
- * same way: only a socket met mid-life by two CPUs at once can).
+ * that one, *made false; if another CPU is filling this socket's slot at
+ * this instant (a socket met mid-life by two CPUs at once), waits up to
+ * SLOT_FILL_WAIT reads for it. NULL: no free slot or spill entry, or the
+ * filler did not finish in time; counted as map full either way.
  */
 static __always_inline struct conn_entry *entry_make(__u64 cookie,
 						     const struct conn_entry *fresh, bool *made)
@@ -231,11 +241,12 @@ static __always_inline struct conn_entry *entry_make(__u64 cookie,
 	struct conn_entry *c;
 	__u64 held;
 	long err;
+	int i;
 
 	*made = false;
 	if (!s) /* cannot happen: the index is masked */
 		return NULL;
-	held = __sync_val_compare_and_swap(&s->cookie, 0, cookie | SLOT_FILLING);
+	held = __sync_val_compare_and_swap(&s->cookie, 0, cookie ^ SLOT_FILLING);
 	if (held == 0) {
 		s->e = *fresh;
 		/* The entry is whole before its cookie shows: on x86-64 (TSO)
@@ -247,9 +258,11 @@ static __always_inline struct conn_entry *entry_make(__u64 cookie,
 		*made = true;
 		return &s->e;
 	}
+	for (i = 0; i < SLOT_FILL_WAIT && held == (cookie ^ SLOT_FILLING); i++)
+		held = *(volatile __u64 *)&s->cookie;
 	if (held == cookie)
 		return &s->e;
-	if (held != (cookie | SLOT_FILLING)) {
+	if (held != (cookie ^ SLOT_FILLING)) {
 		/* Another socket's slot: the spill. NOEXIST, as a CPU making
 		 * this socket's entry there now may win. */
 		err = bpf_map_update_elem(&conns_spill, &cookie, fresh, BPF_NOEXIST);

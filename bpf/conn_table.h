@@ -14,8 +14,18 @@
 
 #include <bpf/libbpf.h>
 
-/* Slots for `sockets` sockets (rounded up to a power of two, at most
- * 2^31) and a spill of `spill` entries (0: a quarter of the slots). */
+/*
+ * Slots for `sockets` sockets (rounded up to a power of two, at most 2^31)
+ * and a spill of `spill` entries (0: half the slots).
+ *
+ * The table holds slots + spill sockets when their cookies are
+ * consecutive (sockets opened together), and fewer when they collide:
+ * long-lived sockets opened over hours have cookies that fall on slots
+ * about at random, and N of them over S slots take about
+ * S * (1 - e^(-N/S)) slots, the rest spilling. With the spill at half the
+ * slots that is room for about 1.25 * S such sockets (N = S spills 37%);
+ * a quarter (the old default) ran out at 0.8 * S, below `sockets`.
+ */
 static inline int conn_table_size(struct conn_bpf *skel, uint32_t sockets, uint32_t spill)
 {
 	uint32_t slots = 1;
@@ -26,7 +36,7 @@ static inline int conn_table_size(struct conn_bpf *skel, uint32_t sockets, uint3
 	while (slots < sockets)
 		slots <<= 1;
 	if (!spill)
-		spill = slots >= 4 ? slots / 4 : 1;
+		spill = slots >= 2 ? slots / 2 : 1;
 	err = bpf_map__set_max_entries(skel->maps.conns, slots);
 	if (!err)
 		err = bpf_map__set_max_entries(skel->maps.conns_spill, spill);

@@ -23,6 +23,7 @@ enum {
 	OPT_DATA = 1000, OPT_SOURCE, OPT_RECORD, OPT_PARTITION, OPT_PARTITION_ROWS,
 	OPT_BATCH_ROWS, OPT_BATCH_MS, OPT_QUEUE_BATCHES, OPT_COUNT, OPT_SEED,
 	OPT_LOG_LEVEL, OPT_SOCKET, OPT_INTERFACES, OPT_RING_SIZE, OPT_FLOW_MAP_SIZE,
+	OPT_MAX_CONNS,
 	OPT_IDLE_TIMEOUT, OPT_ACTIVE_TIMEOUT, OPT_SOCKET_GROUP, OPT_QUERY_TIMEOUT,
 	OPT_QUERY_WORKERS, OPT_QUERY_MAX_ROWS, OPT_QUERY_QUEUE_WAIT, OPT_NO_QUERY,
 	OPT_TCP_STATES, OPT_TC_ATTACH, OPT_ACCEPT_OWNER, OPT_RETAIN_RAW, OPT_RETAIN_1M,
@@ -52,6 +53,7 @@ static const struct option long_options[] = {
 	{ "interfaces", required_argument, 0, OPT_INTERFACES },
 	{ "ring-size", required_argument, 0, OPT_RING_SIZE },
 	{ "flow-map-size", required_argument, 0, OPT_FLOW_MAP_SIZE },
+	{ "max-conns", required_argument, 0, OPT_MAX_CONNS },
 	{ "idle-timeout", required_argument, 0, OPT_IDLE_TIMEOUT },
 	{ "active-timeout", required_argument, 0, OPT_ACTIVE_TIMEOUT },
 	{ "socket-group", required_argument, 0, OPT_SOCKET_GROUP },
@@ -129,6 +131,9 @@ void config_usage(FILE *f)
 	      "  --flow-map-size N       bpf: flows tracked at once (default 128k, 240 bytes\n"
 	      "                          each); a flow that finds no room is a one-packet\n"
 	      "                          record, counted\n"
+	      "  --max-conns N           bpf: TCP sockets tracked at once (default 64k,\n"
+	      "                          128 bytes each); a socket that finds no room\n"
+	      "                          still gets its records, with less in them, counted\n"
 	      "  --idle-timeout DURATION bpf: export a flow idle this long (default 15s;\n"
 	      "                          shorter, down to 1s, while the flow map fills)\n"
 	      "  --active-timeout DURATION bpf: export a long flow this often (default 60s)\n"
@@ -505,6 +510,10 @@ static int parse_option(int opt, const char *arg, struct config *cfg, char *err,
 		rc = parse_bounded("--flow-map-size", arg, 1024, 1u << 24, &v, err, len);
 		cfg->flow_map_size = (uint32_t)v;
 		break;
+	case OPT_MAX_CONNS:
+		rc = parse_bounded("--max-conns", arg, 1024, 1u << 24, &v, err, len);
+		cfg->max_conns = (uint32_t)v;
+		break;
 	case OPT_IDLE_TIMEOUT:
 		return parse_timeout("--idle-timeout", arg, 1, &cfg->idle_timeout_ns, err, len);
 	case OPT_ACTIVE_TIMEOUT:
@@ -570,6 +579,7 @@ static void set_defaults(struct config *cfg)
 	cfg->log_level = LOG_INFO;
 	cfg->ring_bytes = BPF_RING_BYTES_DEFAULT;
 	cfg->flow_map_size = BPF_FLOW_MAP_SIZE_DEFAULT;
+	cfg->max_conns = BPF_MAX_CONNS_DEFAULT;
 	cfg->tcp_states = CONFIG_TCP_STATES_OPEN;
 	cfg->idle_timeout_ns = BPF_IDLE_TIMEOUT_NS_DEFAULT;
 	cfg->active_timeout_ns = BPF_ACTIVE_TIMEOUT_NS_DEFAULT;

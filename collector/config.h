@@ -49,6 +49,7 @@ struct config {
 	const char *interfaces;  /* bpf: comma-separated names; NULL = every one up but lo */
 	uint32_t ring_bytes;     /* the kernel source's ring buffer (each program's) */
 	uint32_t flow_map_size;  /* bpf: flows tracked at once */
+	uint32_t max_conns;      /* bpf: TCP sockets tracked at once */
 	int64_t idle_timeout_ns;   /* bpf: a flow idle this long is exported */
 	int64_t active_timeout_ns; /* bpf: a long flow is exported this often */
 	int tcp_states;            /* bpf: enum config_tcp_states */

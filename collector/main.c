@@ -284,7 +284,7 @@ static int new_bpf_source(struct daemon *d, const struct source_sink *sink)
 {
 	struct bpf_source_opts opts = {
 		.ring_bytes = d->cfg.ring_bytes,
-		.max_conns = BPF_MAX_CONNS_DEFAULT,
+		.max_conns = d->cfg.max_conns,
 		.wakeup_bytes = BPF_WAKEUP_BYTES_DEFAULT,
 		.drain_ms = BPF_DRAIN_MS_DEFAULT,
 		.flow_map_size = d->cfg.flow_map_size,

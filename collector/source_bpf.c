@@ -926,11 +926,13 @@ int source_bpf_new(uv_loop_t *loop, const struct fs_clock *clock,
 		return err;
 	}
 	read_counters(s);
-	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle (accepted sockets owned by %s), "
-		      "and flows on %zu interfaces "
+	LOG(LOG_INFO, "kernel programs attached: TCP lifecycle (accepted sockets owned by %s; "
+		      "connection table %u slots and a spill of %u), and flows on %zu interfaces "
 		      "(%s; flow map %u entries, idle timeout %llu ms, active timeout %llu ms; "
 		      "ring buffer %u KiB per program, wakeup at %u bytes waiting, drained every %u ms)",
-	    s->accept_owner == BPF_ACCEPT_OWNER_IO ? "their first I/O" : "accept()", s->nifaces,
+	    s->accept_owner == BPF_ACCEPT_OWNER_IO ? "their first I/O" : "accept()",
+	    bpf_map__max_entries(s->skel->maps.conns), bpf_map__max_entries(s->skel->maps.conns_spill),
+	    s->nifaces,
 	    o.interfaces ? o.interfaces : "every one up but lo",
 	    (unsigned)o.flow_map_size, (unsigned long long)(o.idle_timeout_ns / NS_PER_MS),
 	    (unsigned long long)(o.active_timeout_ns / NS_PER_MS),

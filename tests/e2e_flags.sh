@@ -42,6 +42,7 @@ expect_usage_error "--idle-timeout: '0'" --data "$D" --idle-timeout 0
 expect_usage_error "--idle-timeout: 'soon'" --data "$D" --idle-timeout soon
 expect_usage_error "--active-timeout: '2d'" --data "$D" --active-timeout 2d
 expect_usage_error "--flow-map-size: '10'" --data "$D" --flow-map-size 10
+expect_usage_error "--max-conns: '100'" --data "$D" --max-conns 100
 expect_usage_error "unexpected argument 'extra'" --data "$D" extra
 
 expect_exit 0 "usage: flowstored" --help
@@ -84,7 +85,7 @@ fi
 # As root it starts, sized by --ring-size, and stops cleanly on SIGTERM.
 if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ]; then
 	"$FLOWSTORED" --data "$T/bpf" --source bpf --ring-size 4M --flow-map-size 4096 \
-		--idle-timeout 30s --active-timeout 2m 2>"$T/bpf.log" &
+		--max-conns 5000 --idle-timeout 30s --active-timeout 2m 2>"$T/bpf.log" &
 	bpf=$!
 	for _ in $(seq 100); do
 		grep -q 'data in' "$T/bpf.log" && break
@@ -100,6 +101,8 @@ if [ "$(id -u)" = 0 ] && [ -e /sys/kernel/btf/vmlinux ]; then
 	grep -q 'stats:.* kernel_recursion_misses=' "$T/bpf.log" || fail "no recursion miss counter: $(cat "$T/bpf.log")"
 	grep -q 'flow map 4096 entries, idle timeout 30000 ms, active timeout 120000 ms' "$T/bpf.log" ||
 		fail "--flow-map-size/--idle-timeout/--active-timeout not used: $(cat "$T/bpf.log")"
+	grep -q 'connection table 8192 slots and a spill of 4096' "$T/bpf.log" ||
+		fail "--max-conns not used: $(cat "$T/bpf.log")"
 fi
 
 # Sources that cannot start.

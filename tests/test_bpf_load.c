@@ -57,7 +57,7 @@
 #define CONNS_DEFAULT 65536
 #define POLL_BUDGET_MS 5000
 #define MAX_STATES 128
-#define MAX_CONNS 32
+#define MAX_CONNS 64
 
 /* The full exchange: the client sends K, the accepter answers M. */
 #define CLIENT_BYTES 3000
@@ -288,26 +288,38 @@ static uint64_t loss_total(const struct conn_bpf *obj, uint32_t reason)
 	return sum;
 }
 
-/* The socket `cookie` has no entry: neither its slot of `conns` nor
- * `conns_spill` holds it (conn.bpf.c, invariant 3). */
-static void assert_forgotten(const struct conn_bpf *obj, uint64_t cookie)
+/* Where the socket `cookie`'s entry is (conn.bpf.c, invariant 3): a mask
+ * of IN_SLOT (its slot of `conns` holds the cookie), IN_FILLING (its slot
+ * holds the cookie's filling marker) and IN_SPILL. */
+enum { IN_SLOT = 1, IN_FILLING = 2, IN_SPILL = 4 };
+static unsigned entry_place(const struct conn_bpf *obj, uint64_t cookie)
 {
 	size_t vsize = bpf_map__value_size(obj->maps.conns);
 	uint32_t slot = (uint32_t)cookie & obj->rodata->conn_slot_mask;
 	uint64_t *value = malloc(vsize);
+	unsigned place = 0;
 
 	assert_non_null(value);
 	assert_int_equal(bpf_map__lookup_elem(obj->maps.conns, &slot, sizeof(slot), value, vsize, 0),
 			 0);
-	assert_true((value[0] & ~(1ull << 63)) != cookie); /* conn_slot.cookie */
+	if (value[0] == cookie) /* conn_slot.cookie */
+		place |= IN_SLOT;
+	if (value[0] == (cookie ^ (1ull << 63)))
+		place |= IN_FILLING;
 	free(value);
 	vsize = bpf_map__value_size(obj->maps.conns_spill);
 	value = malloc(vsize);
 	assert_non_null(value);
-	assert_int_equal(bpf_map__lookup_elem(obj->maps.conns_spill, &cookie, sizeof(cookie),
-					      value, vsize, 0),
-			 -ENOENT);
+	if (bpf_map__lookup_elem(obj->maps.conns_spill, &cookie, sizeof(cookie), value, vsize, 0) == 0)
+		place |= IN_SPILL;
 	free(value);
+	return place;
+}
+
+/* The socket `cookie` has no entry. */
+static void assert_forgotten(const struct conn_bpf *obj, uint64_t cookie)
+{
+	assert_int_equal(entry_place(obj, cookie), 0);
 }
 
 /* Fills `conns_spill` with entries of cookies no socket has. */
@@ -1274,6 +1286,27 @@ static void test_refused(void **state)
 	free(c);
 }
 
+/* A listener for c, and the conn programs loaded with a table of `slots`
+ * and `spill` (0: the default, half the slots; as conn_load), the spill
+ * filled first if `fill`, attached, their ring read into c. */
+static struct conn_bpf *table_attach(struct capture *c, uint32_t slots, uint32_t spill, bool fill,
+				     int *lfd, struct ring_buffer **rb)
+{
+	struct conn_bpf *obj;
+
+	*lfd = listener_or_fail(AF_INET);
+	c->port = bound_port(*lfd);
+	obj = conn_load(0, slots, spill, OWNER_IO);
+	assert_int_equal(bpf_map__max_entries(obj->maps.conns), slots);
+	assert_int_equal(bpf_map__max_entries(obj->maps.conns_spill), spill ? spill : slots / 2);
+	if (fill)
+		fill_spill(obj);
+	*rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
+	assert_non_null(*rb);
+	assert_int_equal(conn_bpf__attach(obj), 0);
+	return obj;
+}
+
 /* With room for one socket (one slot, a spill already full), connections
  * overflow the table: counted, and every connected socket still gets its
  * record at close. */
@@ -1288,15 +1321,7 @@ static void test_map_full_is_counted(void **state)
 
 	(void)state;
 	assert_non_null(c);
-	lfd = listener_or_fail(AF_INET);
-	c->port = bound_port(lfd);
-	obj = conn_load(0, 1, 1, OWNER_IO);
-	assert_int_equal(bpf_map__max_entries(obj->maps.conns), 1);
-	assert_int_equal(bpf_map__max_entries(obj->maps.conns_spill), 1);
-	fill_spill(obj);
-	rb = ring_buffer__new(bpf_map__fd(obj->maps.events), on_event, c, NULL);
-	assert_non_null(rb);
-	assert_int_equal(conn_bpf__attach(obj), 0);
+	obj = table_attach(c, 1, 1, true, &lfd, &rb);
 
 	for (int i = 0; i < CONNECTIONS; i++)
 		exchange_local(AF_INET, lfd, &s[i]);
@@ -1393,6 +1418,103 @@ static void test_spill(void **state)
 	free(c);
 }
 
+/* Burns socket cookies (one per throwaway socket) until the next one the
+ * kernel hands out falls in `slot` of a table of `slots`. Cookies come
+ * from one counter for the whole host: a socket elsewhere taking one
+ * meanwhile only moves ours by one. */
+static void steer_cookie(uint32_t slots, uint32_t slot)
+{
+	for (unsigned tries = 0; tries < 4 * slots; tries++) {
+		int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		uint64_t cookie;
+
+		assert_true(fd >= 0);
+		cookie = sock_cookie(fd);
+		close(fd);
+		assert_true(cookie != 0);
+		if (((cookie + 1) & (slots - 1)) == slot)
+			return;
+	}
+	fail_msg("cookies do not come from one counter here");
+}
+
+/*
+ * A table sized for 32 sockets (32 slots, a spill of 16) holds 32 sockets
+ * alive at once when their cookies collide as badly as the spill allows:
+ * 16 connections whose clients are steered two by two onto the same slot
+ * (slots 0, 2, .. 14; each accepted child takes the next cookie, so the
+ * next slot), so that 16 slots are taken and the 16 second comers fill the
+ * spill. Nothing is lost and every socket's entry is in its slot or in
+ * the spill. One more connection onto a taken slot finds the spill full:
+ * counted, and its two records still go out at close. Afterwards every
+ * entry is gone.
+ */
+static void test_capacity(void **state)
+{
+	enum { SOCKETS = 32, CONNECTIONS = SOCKETS / 2 + 1 };
+	struct capture *c = calloc(1, sizeof(*c));
+	int cfd[CONNECTIONS], afd[CONNECTIONS];
+	uint64_t cookie[2 * CONNECTIONS];
+	uint8_t used[SOCKETS] = { 0 };
+	unsigned spilled = 0, distinct = 0;
+	struct ring_buffer *rb;
+	struct conn_bpf *obj;
+	int lfd;
+
+	(void)state;
+	assert_non_null(c);
+	obj = table_attach(c, SOCKETS, 0, false, &lfd, &rb);
+
+	for (int i = 0; i < CONNECTIONS; i++) {
+		steer_cookie(SOCKETS, 2 * (uint32_t)(i % (SOCKETS / 4)));
+		cfd[i] = connect_to(AF_INET, c->port);
+		afd[i] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		assert_true(afd[i] >= 0);
+		cookie[2 * i] = sock_cookie(cfd[i]);
+		cookie[2 * i + 1] = sock_cookie(afd[i]);
+		if (i == CONNECTIONS - 1)
+			break;
+		for (int k = 2 * i; k < 2 * i + 2; k++) {
+			if (used[cookie[k] & (SOCKETS - 1)]++)
+				spilled++;
+			else
+				distinct++;
+		}
+	}
+	print_message("%u sockets in %u slots, %u in the spill; map full %llu times\n",
+		      SOCKETS, distinct, spilled,
+		      (unsigned long long)loss_total(obj, FS_LOSS_MAP_FULL));
+	/* the steering worked (a stray cookie elsewhere may move a pair) */
+	assert_true(spilled >= SOCKETS / 2 - 4 && spilled <= SOCKETS / 2);
+	for (int k = 0; k < 2 * (CONNECTIONS - 1); k++) {
+		unsigned place = entry_place(obj, cookie[k]);
+
+		if (place != IN_SLOT && place != IN_SPILL)
+			fail_msg("socket %d (cookie %llu): entry place %u", k,
+				 (unsigned long long)cookie[k], place);
+	}
+	assert_int_equal(loss_total(obj, FS_LOSS_MAP_FULL) > 0, 1); /* the last connection */
+
+	for (int i = 0; i < CONNECTIONS; i++) {
+		close(cfd[i]);
+		close(afd[i]);
+	}
+	drain_conns(rb, c, 2 * CONNECTIONS);
+	assert_int_equal(c->bad, 0);
+	for (int k = 0; k < 2 * CONNECTIONS; k++) {
+		const struct fs_tcp_conn_event *e = NULL;
+
+		assert_int_equal(conns_of(c, cookie[k], &e), 1);
+		if (k < 2 * (CONNECTIONS - 1)) /* had an entry: its whole path */
+			assert_int_equal(e->state_path[0], k % 2 ? FS_TCP_SYN_RECV : FS_TCP_SYN_SENT);
+		assert_forgotten(obj, cookie[k]);
+	}
+	close(lfd);
+	ring_buffer__free(rb);
+	conn_bpf__destroy(obj);
+	free(c);
+}
+
 /*
  * The tcp_state policies other than "all": the connection records are the
  * same (whole path of states, owners, bytes), and only the transitions the
@@ -1484,7 +1606,7 @@ static void test_defaults(void **state)
 	assert_int_equal(bpf_map__key_size(skel->maps.conns), sizeof(uint32_t));
 	assert_int_equal(bpf_map__type(skel->maps.conns), BPF_MAP_TYPE_ARRAY);
 	assert_int_equal(skel->rodata->conn_slot_mask, CONNS_DEFAULT - 1);
-	assert_int_equal(bpf_map__max_entries(skel->maps.conns_spill), CONNS_DEFAULT / 4);
+	assert_int_equal(bpf_map__max_entries(skel->maps.conns_spill), CONNS_DEFAULT / 2);
 	assert_int_equal(bpf_map__key_size(skel->maps.conns_spill), sizeof(uint64_t));
 	assert_int_equal(bpf_map__type(skel->maps.conns_spill), BPF_MAP_TYPE_HASH);
 	assert_int_equal(skel->rodata->ringbuf_wakeup_bytes, 0);
@@ -1573,6 +1695,7 @@ int main(void)
 		cmocka_unit_test(test_state_policy_none),
 		cmocka_unit_test(test_refused),
 		cmocka_unit_test(test_spill),
+		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_map_full_is_counted),
 		cmocka_unit_test(test_ringbuf_full_is_counted),
 	};

@@ -248,6 +248,11 @@ static void test_bpf_choices(void **state)
 	assert_int_equal(cfg.tcp_states, CONFIG_TCP_STATES_OPEN);
 	assert_int_equal(cfg.tc_attach, CONFIG_TC_AUTO);
 	assert_int_equal(cfg.flow_map_size, 131072);
+	assert_int_equal(cfg.max_conns, 65536);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--max-conns", "300000", NULL }), 0);
+	assert_int_equal(cfg.max_conns, 300000);
+	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--max-conns", "1000", NULL }), -EINVAL);
+	assert_non_null(strstr(err, "--max-conns"));
 	assert_int_equal(parse(&cfg, err, (const char *const[]){ "--tcp-states", "all", "--tc-attach",
 								 "clsact", NULL }),
 			 0);
