@@ -98,10 +98,14 @@
  *     is its stamp and the clock is not read again (~33 ns on this VM).
  *     Under the fq qdisc's pacing the stamp is the planned departure, up
  *     to the pacing delay later than the program runs: when the packet
- *     leaves. Stamps of other kinds are never taken: a receive stamp is
- *     CLOCK_REALTIME, and a UDP socket's SO_TXTIME may name any time.
+ *     leaves. TCP_TX_DELAY, an EDT rate limiter before us and a SYN-cookie
+ *     SYN-ACK stamp further off (docs/capture.md, "Time"). Stamps of other
+ *     kinds are never taken: a receive stamp is CLOCK_REALTIME, and a UDP
+ *     socket's SO_TXTIME may name any time. Kernels without the stamp's
+ *     type (before 5.18) read the clock for every packet.
  */
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
@@ -929,11 +933,25 @@ static __always_inline int flow_create(const struct flow_pkt *p, __u64 now)
 	return UPDATE_DONE;
 }
 
+/*
+ * struct __sk_buff's tstamp_type (Linux 5.18) as CO-RE sees it: the program
+ * builds against any vmlinux.h and loads on kernels without the field,
+ * where bpf_core_field_exists() is 0 and the verifier never reaches the
+ * read. Its MONOTONIC value is BPF_SKB_TSTAMP_DELIVERY_MONO in 5.18..6.10
+ * and BPF_SKB_CLOCK_MONOTONIC since; 1 in both.
+ */
+struct __sk_buff___tstamp {
+	__u8 tstamp_type;
+} __attribute__((preserve_access_index));
+#define SKB_TSTAMP_MONO 1
+
 /* Invariant 15. */
 static __always_inline __u64 packet_time(struct __sk_buff *skb, const struct flow_pkt *p)
 {
-	if (p->key.proto == IPPROTO_TCP && skb->tstamp_type == BPF_SKB_CLOCK_MONOTONIC &&
-	    skb->tstamp)
+	struct __sk_buff___tstamp *t = (void *)skb;
+
+	if (p->key.proto == IPPROTO_TCP && bpf_core_field_exists(t->tstamp_type) &&
+	    t->tstamp_type == SKB_TSTAMP_MONO && skb->tstamp)
 		return skb->tstamp;
 	return bpf_ktime_get_ns();
 }

@@ -193,6 +193,16 @@ tcp_exchange() {
 
 tcp_exchange 10.252.0.2 5001 123457 65432 IpExt
 tcp_exchange fd52::2 5002 70001 3 Ip6
+# A client whose TCP stamps each packet 700 ms ahead (TCP_TX_DELAY; no
+# pacing qdisc, so the packets leave at once): its flow's last packet time
+# is the stamp, not the clock, so it lies ahead of when the client exited.
+ip netns exec "$B" "$TCP_PEER" server 10.252.0.2 5006 1000 1000 >"$T/server.out" &
+s=$!
+for _ in $(seq 50); do [ -s "$T/server.out" ] && break; sleep 0.05; done
+TCP_PEER_TX_DELAY_US=700000 ip netns exec "$A" "$TCP_PEER" client 10.252.0.2 5006 1000 1000 \
+	>/dev/null || fail "client with TCP_TX_DELAY failed"
+delayed_exit=$(date +%s%N)
+wait "$s" || fail "server on :5006 failed"
 rc=0
 ip netns exec "$A" "$TCP_PEER" client 10.252.0.2 5999 1 1 >/dev/null 2>&1 || rc=$?
 [ "$rc" = 3 ] || fail "the connect to a closed port was not refused (exit $rc)"
@@ -281,6 +291,11 @@ echo "GSO: A sent $op segments in $skbs skbs; B sent $b_segs segments, A's TCP s
 # each flow lies within the traffic's wall-clock window.
 bad=$(q "SELECT proto, resp_port, ts, ts_end FROM flows
 	WHERE ts < $traffic_from OR ts_end > $traffic_to OR ts > ts_end")
+# ... and a stamp is what a TCP packet's time is: the delayed client's last
+# packets are stamped 700 ms past its exit (the clock would say before).
+got=$(q "SELECT conn_state, ts_end > $delayed_exit + 400000000 FROM flows
+	WHERE proto = 'tcp' AND resp_port = 5006")
+[ "$got" = "SF 1" ] || fail "the TCP_TX_DELAY flow: got '$got' (want SF, ending 700 ms after $delayed_exit): $(q "SELECT ts, ts_end FROM flows WHERE resp_port = 5006")"
 [ -z "$bad" ] || fail "flows outside the traffic's window [$traffic_from, $traffic_to]: $bad"
 expect_flow "proto = 'tcp' AND resp_port = 5999" \
 	"10.252.0.1 10.252.0.2 5999 1 60 1 40 REJ Sr veth-a rst"
@@ -301,7 +316,7 @@ expect_flow "proto = 'icmp'" \
 	"10.252.0.1 10.252.0.2 0 3 $((3 * (20 + 8 + 56))) 3 $((3 * (20 + 8 + 56))) OTH  veth-a idle_timeout"
 expect_flow "proto = 'icmp6' AND orig_port = 128" \
 	"fd52::1 fd52::2 129 3 $((3 * (40 + 8 + 56))) 3 $((3 * (40 + 8 + 56))) OTH  veth-a idle_timeout"
-others=$(q "SELECT count(*) FROM flows WHERE resp_port NOT IN (5001, 5002, 5005, 5999, 5003, 5004) AND proto NOT IN ('icmp', 'icmp6')" | awk '{s += $1} END {print s}')
+others=$(q "SELECT count(*) FROM flows WHERE resp_port NOT IN (5001, 5002, 5005, 5006, 5999, 5003, 5004) AND proto NOT IN ('icmp', 'icmp6')" | awk '{s += $1} END {print s}')
 [ "$others" = 0 ] || fail "unexpected flows: $(q "SELECT * FROM flows")"
 grep -q 'stats:.* kernel_recursion_misses=0' "$T/log" || fail "no recursion miss counter: $(grep stats: "$T/log")"
 grep -q 'stats:.* kernel_lost_ringbuf_full=0 kernel_lost_map_full=0 kernel_lost_parse=0' "$T/log" ||

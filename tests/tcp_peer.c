@@ -10,6 +10,10 @@
  *   tcp_peer udp-client ADDR PORT N S   send N datagrams of S bytes (1 ms
  *                                   apart, so none overflows the receiver)
  *
+ * The client sets TCP_TX_DELAY (microseconds) from $TCP_PEER_TX_DELAY_US if
+ * set: its TCP then stamps every packet it sends with a departure time that
+ * much in the future (with no pacing qdisc the packet leaves at once).
+ *
  * Prints "pid=N comm=NAME" first (the server once listening, so a test can
  * start the client). comm is set to fs-server / fs-client so the test can
  * tell the owner captured in the kernel from any other task. Exit 0 on
@@ -18,12 +22,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#ifndef TCP_TX_DELAY
+#define TCP_TX_DELAY 37 /* linux/tcp.h, since 5.4 */
+#endif
 
 static int parse_addr(const char *addr, int port, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -94,11 +103,20 @@ static int client(struct sockaddr_storage *ss, socklen_t len, long k, long m)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM, 0);
 	char buf_eof[512];
+	const char *delay = getenv("TCP_PEER_TX_DELAY_US");
 
 	printf("pid=%d comm=fs-client\n", getpid());
 	fflush(stdout);
 	if (fd < 0)
 		return 1;
+	if (delay) {
+		int us = atoi(delay);
+
+		if (setsockopt(fd, IPPROTO_TCP, TCP_TX_DELAY, &us, sizeof(us))) {
+			perror("tcp_peer: TCP_TX_DELAY");
+			return 1;
+		}
+	}
 	if (connect(fd, (struct sockaddr *)ss, len)) {
 		int err = errno;
 
