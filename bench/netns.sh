@@ -1,9 +1,23 @@
 # bench/netns.sh: sourced by bench/overhead.sh and bench/storm_profile.sh.
 #
+# median: the median of the numbers on stdin, one a line.
+# stats_drops LOG [KEY...]: the drop counters (events_dropped,
+# kernel_lost_*) and the KEYs given, from the last "stats:" line of the
+# daemon's LOG, as KEY=N words.
+#
 # netns_pair A B: two network namespaces joined by a veth pair, veth-a in A
 # (10.253.0.1/24) and veth-b in B (10.253.0.2/24), loopback up, and what a
 # connection storm needs (ephemeral ports 10000-65000, tcp_tw_reuse).
 # netns_pair_del A B: removes them (and so the pair); quiet if they are gone.
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+stats_drops() {
+	local log=$1 keys='events_dropped|kernel_lost_[a-z_]*'
+	shift
+	for k in "$@"; do keys="$keys|$k"; done
+	grep 'stats:' "$log" | tail -n 1 | tr ' ' '\n' | grep -E "^($keys)=" | tr '\n' ' ' | sed 's/ $//'
+}
 
 netns_pair() {
 	ip netns add "$1"

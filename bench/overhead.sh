@@ -96,7 +96,6 @@ stop_daemon() { # [STATS_FILE]
 	grep 'stats:' "$T/daemon.log" | tail -n 1 >>"${1:-$T/stats}"
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # The middle half of the values: "P25-P75" (nearest rank).
 quartiles() { sort -n | awk '{a[NR]=$1} END {printf "%.3f-%.3f", a[int((NR+3)/4)], a[int((3*NR+3)/4)]}'; }
 
@@ -177,8 +176,7 @@ new_flows() {
 	kill -TERM "$daemon"
 	wait "$daemon" || true
 	daemon=
-	echo "new flows at $1/s for $SECS s: $sent sent; daemon:" $(grep 'stats:' "$T/daemon.log" | tail -n 1 |
-		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*|rows_written_flows)=')
+	echo "new flows at $1/s for $SECS s: $sent sent; daemon: $(stats_drops "$T/daemon.log" rows_written_flows)"
 	grep -E 'exporting flows idle' "$T/daemon.log" | sed 's/^/  /' || true
 }
 

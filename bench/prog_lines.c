@@ -12,8 +12,10 @@
  * For every loaded program whose name is one of NAME (as `bpftool prog`
  * shows it), prints one line per line-info record:
  *
- *   NAME JIT_OFFSET LINE SOURCE_TEXT
+ *   TAG_NAME JIT_OFFSET LINE SOURCE_TEXT
  *
+ * TAG_NAME as in perf's symbol (the program's tag in hex, "_", its name),
+ * so two builds' programs of one name loaded at once stay apart.
  * JIT_OFFSET in hex from the program's start, LINE the source line number
  * (0 where the compiler made up the code), in JIT order. A sample at +OFF
  * belongs to the last record whose offset is <= OFF. Needs root.
@@ -45,6 +47,7 @@ static int print_lines(int fd, const struct bpf_prog_info *first)
 	struct bpf_line_info *lines = calloc(nlines ? nlines : 1, sizeof(*lines));
 	uint64_t *jited = calloc(njited ? njited : 1, sizeof(*jited));
 	uint64_t start = 0;
+	char tag[2 * BPF_TAG_SIZE + 1];
 	struct btf *btf = NULL;
 	int err = 0;
 
@@ -68,13 +71,22 @@ static int print_lines(int fd, const struct bpf_prog_info *first)
 		err = -errno;
 		goto out;
 	}
+	if (!start) {
+		/* kernel.kptr_restrict hides kernel addresses from us */
+		fprintf(stderr, "prog_lines: %s: JIT addresses hidden (kernel.kptr_restrict)\n",
+			first->name);
+		err = -EPERM;
+		goto out;
+	}
+	for (uint32_t i = 0; i < BPF_TAG_SIZE; i++)
+		snprintf(tag + 2 * i, 3, "%02x", first->tag[i]);
 	btf = btf__load_from_kernel_by_id(first->btf_id);
 	for (uint32_t i = 0; i < nlines; i++) {
 		const char *text = btf ? btf__name_by_offset(btf, lines[i].line_off) : NULL;
 
 		while (text && (*text == ' ' || *text == '\t'))
 			text++;
-		printf("%s %llx %u %s\n", first->name, (unsigned long long)(jited[i] - start),
+		printf("%s_%s %llx %u %s\n", tag, first->name, (unsigned long long)(jited[i] - start),
 		       BPF_LINE_INFO_LINE_NUM(lines[i].line_col), text ? text : "");
 	}
 out:

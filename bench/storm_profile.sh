@@ -109,6 +109,7 @@ by_line() {
 		return v
 	}
 	BEGIN {
+		first = 1 # the first sample has no blank line before it
 		while ((getline l < lines) > 0) {
 			split(l, f, " ")
 			p = f[1]; k = ++n[p]
@@ -123,7 +124,7 @@ by_line() {
 		if (!match($2, /bpf_prog_[0-9a-f]+_[A-Za-z0-9_]+\+0x[0-9a-f]+/)) next
 		s = substr($2, RSTART, RLENGTH)
 		o = hex(substr(s, index(s, "+0x") + 3))
-		sub(/\+0x.*/, "", s); sub(/bpf_prog_[0-9a-f]+_/, "", s)
+		sub(/\+0x.*/, "", s); sub(/^bpf_prog_/, "", s) # TAG_NAME, as prog_lines prints it
 		best = 0
 		for (k = 1; k <= n[s]; k++) if (off[s, k] <= o) best = k
 		hits[s, best ? src[s, best] : "(no line info)"]++
@@ -162,8 +163,7 @@ profile() {
 	kill -TERM "$daemon"
 	wait "$daemon" || true
 	daemon=
-	echo "run $1${3:+ ($2)}: $rate connections/s;" $(grep 'stats:' "$T/daemon.log" | tail -n 1 |
-		tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*)=')
+	echo "run $1${3:+ ($2)}: $rate connections/s; $(stats_drops "$T/daemon.log")"
 	perf script -i "$T/perf.data" -F ip,sym 2>/dev/null | attribute | tee "$T/attr"
 	if [ "${STORM_PROFILE_LINES:-0}" = 1 ]; then
 		perf script -i "$T/perf.data" -F ip,sym,symoff 2>/dev/null | by_line "$T/lines"
@@ -183,7 +183,6 @@ if [ -n "$ab" ]; then
 	echo "all of flowstore, run by run, and the median:"
 	for b in "${BUILDS[@]}"; do
 		f="$T/totals.$(echo "$b" | tr -c 'A-Za-z0-9.-' _)"
-		echo "  $b: $(tr '\n' ' ' <"$f")-> median $(tr -d % <"$f" | sort -n |
-			awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')%"
+		echo "  $b: $(tr '\n' ' ' <"$f")-> median $(tr -d % <"$f" | median)%"
 	done
 fi
