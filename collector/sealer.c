@@ -60,6 +60,8 @@ struct sealer {
 	int64_t interval_ns;
 	int64_t next_run_ns; /* CLOCK_MONOTONIC; 0 = now */
 	bool retention_due;  /* kicked, or a seal completed */
+	bool retention_held; /* sealer_hold_retention: no run starts */
+	bool in_retention;   /* a run is going on */
 	/* sealer_room(): bytes of partitions submitted so far, and what the
 	 * last retention run measured (with the total when it started) */
 	_Atomic uint64_t closed_total;
@@ -80,7 +82,8 @@ static struct timespec mono_deadline(int64_t ns)
 /* With s->mu held: a run is wanted now. */
 static bool retention_wanted(struct sealer *s)
 {
-	return s->dir && (s->retention_due || clock_monotonic(&clock_system) >= s->next_run_ns);
+	return s->dir && !s->retention_held &&
+	       (s->retention_due || clock_monotonic(&clock_system) >= s->next_run_ns);
 }
 
 /*
@@ -107,6 +110,7 @@ static bool next_work(struct sealer *s, struct seal_job **job, bool *run)
 		if (retention_wanted(s)) {
 			*run = true;
 			s->retention_due = false;
+			s->in_retention = true;
 		} else {
 			*job = s->head;
 			s->head = (*job)->next;
@@ -404,6 +408,7 @@ static void *sealer_main(void *arg)
 		free(job);
 		pthread_mutex_lock(&s->mu);
 		s->busy = false;
+		s->in_retention = false;
 		pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);
 	}
@@ -468,10 +473,22 @@ void sealer_submit(struct sealer *s, const char *path)
 	pthread_mutex_unlock(&s->mu);
 }
 
+void sealer_hold_retention(struct sealer *s, bool hold)
+{
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->retention_held = hold;
+	while (hold && s->in_retention)
+		pthread_cond_wait(&s->cv, &s->mu);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 void sealer_wait_idle(struct sealer *s)
 {
 	pthread_mutex_lock(&s->mu);
-	while (s->head || s->busy || (s->dir && s->retention_due))
+	while (s->head || s->busy || (s->dir && s->retention_due && !s->retention_held))
 		pthread_cond_wait(&s->cv, &s->mu);
 	pthread_mutex_unlock(&s->mu);
 }

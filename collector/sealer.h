@@ -18,6 +18,8 @@
 #ifndef FLOWSTORE_SEALER_H
 #define FLOWSTORE_SEALER_H
 
+#include <stdbool.h>
+
 #include "clock.h"
 #include "retention.h"
 #include "stats.h"
@@ -50,6 +52,10 @@ void sealer_kick(struct sealer *s);
  * 0 without a limit.
  */
 int sealer_room(struct sealer *s);
+/* hold: wait for a retention run going on to end, and start none until
+ * called again with false. The writer holds retention over its last close,
+ * which must be the partition's last connection to remove its WAL. */
+void sealer_hold_retention(struct sealer *s, bool hold);
 /* Block until the queue is empty, no seal is running and no retention run
  * is due (tests, shutdown of short runs such as --count). */
 void sealer_wait_idle(struct sealer *s);

@@ -243,11 +243,14 @@ static void *writer_main(void *arg)
 		batch_queue_push(w->out, b);
 		w->batch_done(w->ctx);
 	}
-	/* The checkpointer lets go first, so that this close is the last one
-	 * and copies the WAL back: a clean exit leaves no -wal file. */
+	/* The checkpointer lets go first, and retention (whose scan opens the
+	 * partition to read its meta) waits, so that this close is the last
+	 * one and copies the WAL back: a clean exit leaves no -wal file. */
 	checkpointer_stop(w->checkpointer);
 	w->checkpointer = NULL;
+	sealer_hold_retention(w->sealer, true);
 	partition_retire(w, false);
+	sealer_hold_retention(w->sealer, false);
 	return NULL;
 }
 

@@ -121,7 +121,8 @@ done
 echo "my notes" >"$D/notes.txt"
 before=$(ls -l --time-style=full-iso "$D" | sort)
 "$FLOWSTORED" retention --data "$D" --max-disk 4M --dry-run >"$T/dry.out" || fail "dry run: exit $?"
-[ "$(ls -l --time-style=full-iso "$D" | sort)" = "$before" ] || fail "the dry run changed the data dir"
+after=$(ls -l --time-style=full-iso "$D" | sort)
+[ "$after" = "$before" ] || fail "the dry run changed the data dir: $(diff <(echo "$before") <(echo "$after"))"
 grep -q 'would remove raw-' "$T/dry.out" || fail "the dry run plans nothing: $(cat "$T/dry.out")"
 "$FLOWSTORED" retention --data "$D" --max-disk 4M >"$T/real.out" || fail "real run: exit $?"
 diff <(grep -o '^would remove [^ ]*' "$T/dry.out" | cut -d' ' -f3) \
