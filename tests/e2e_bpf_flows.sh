@@ -318,7 +318,11 @@ expect_flow "proto = 'icmp6' AND orig_port = 128" \
 	"fd52::1 fd52::2 129 3 $((3 * (40 + 8 + 56))) 3 $((3 * (40 + 8 + 56))) OTH  veth-a idle_timeout"
 others=$(q "SELECT count(*) FROM flows WHERE resp_port NOT IN (5001, 5002, 5005, 5006, 5999, 5003, 5004) AND proto NOT IN ('icmp', 'icmp6')" | awk '{s += $1} END {print s}')
 [ "$others" = 0 ] || fail "unexpected flows: $(q "SELECT * FROM flows")"
-grep -q 'stats:.* kernel_recursion_misses=0' "$T/log" || fail "no recursion miss counter: $(grep stats: "$T/log")"
+# The counter is there; it need not be 0: the lifecycle programs see the
+# whole host, and a transition of any socket that fires while the same
+# program runs on that CPU is skipped and counted (conn.bpf.c, invariant
+# 10); the rows checked above are exact whatever it says.
+grep -q 'stats:.* kernel_recursion_misses=[0-9]' "$T/log" || fail "no recursion miss counter: $(grep stats: "$T/log")"
 grep -q 'stats:.* kernel_lost_ringbuf_full=0 kernel_lost_map_full=0 kernel_lost_parse=0' "$T/log" ||
 	fail "the kernel lost records: $(grep stats: "$T/log")"
 
