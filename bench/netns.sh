@@ -10,10 +10,13 @@
 # connection storm needs (ephemeral ports 10000-65000, tcp_tw_reuse).
 # netns_pair_del A B: removes them (and so the pair); quiet if they are gone.
 
+# The drop counters of a stats line, as a grep -E alternation.
+DROP_KEYS='events_dropped|kernel_lost_[a-z_]*'
+
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 stats_drops() {
-	local log=$1 keys='events_dropped|kernel_lost_[a-z_]*'
+	local log=$1 keys=$DROP_KEYS
 	shift
 	for k in "$@"; do keys="$keys|$k"; done
 	grep 'stats:' "$log" | tail -n 1 | tr ' ' '\n' | grep -E "^($keys)=" | tr '\n' ' ' | sed 's/ $//'

@@ -96,6 +96,9 @@ stop_daemon() { # [STATS_FILE]
 	grep 'stats:' "$T/daemon.log" | tail -n 1 >>"${1:-$T/stats}"
 }
 
+# ratios A B: line by line, the first value of file A over that of file B.
+ratios() { paste "$1" "$2" | awk '{print $1 / $3}'; }
+
 # The middle half of the values: "P25-P75" (nearest rank).
 quartiles() { sort -n | awk '{a[NR]=$1} END {printf "%.3f-%.3f", a[int((NR+3)/4)], a[int((3*NR+3)/4)]}'; }
 
@@ -150,8 +153,8 @@ report() { # KIND UNIT [SUFFIX]
 	on=$(awk '{print $1}' "$T/$1.${3:-on}" | median)
 	coff=$(awk '{print $2}' "$T/$1.off" | median)
 	con=$(awk '{print $2}' "$T/$1.${3:-on}" | median)
-	ratio=$(paste "$T/$1.${3:-on}" "$T/$1.off" | awk '{print $1 / $3}' | median)
-	spread=$(paste "$T/$1.${3:-on}" "$T/$1.off" | awk '{print $1 / $3}' | quartiles)
+	ratio=$(ratios "$T/$1.${3:-on}" "$T/$1.off" | median)
+	spread=$(ratios "$T/$1.${3:-on}" "$T/$1.off" | quartiles)
 	echo "$1${3:+ ($3)}: without $off $2, with $on $2 (medians); per-round ratio median" \
 		"$(echo "$ratio" | awk '{printf "%.3f (%+.1f%%)", $1, 100 * ($1 - 1)}'), middle half $spread;" \
 		"CPU busy ${coff}% -> ${con}% of $(nproc) cores"
@@ -160,7 +163,7 @@ report() { # KIND UNIT [SUFFIX]
 # counters: the drop counters and rows written, summed over the stats
 # lines on stdin.
 counters() {
-	tr ' ' '\n' | grep -E '^(events_dropped|kernel_lost_[a-z_]*|kernel_recursion_misses|rows_written_flows|rows_written_connections)=' |
+	tr ' ' '\n' | grep -E "^($DROP_KEYS|kernel_recursion_misses|rows_written_flows|rows_written_connections)=" |
 		awk -F= '{s[$1]+=$2} END {for (k in s) printf "  %s total %d\n", k, s[k]}' | sort
 }
 
@@ -197,8 +200,8 @@ for placement in $PLACEMENTS; do
 		if [ -n "$BASELINE" ]; then
 			report "$kind" "$unit" base
 			echo "$kind: this build / baseline, per-round ratio median" \
-				"$(paste "$T/$kind.on" "$T/$kind.base" | awk '{print $1 / $3}' | median)," \
-				"middle half $(paste "$T/$kind.on" "$T/$kind.base" | awk '{print $1 / $3}' | quartiles)"
+				"$(ratios "$T/$kind.on" "$T/$kind.base" | median)," \
+				"middle half $(ratios "$T/$kind.on" "$T/$kind.base" | quartiles)"
 		fi
 		[ "$FROZEN" = 0 ] || report "$kind" "$unit" frozen
 	done

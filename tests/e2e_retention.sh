@@ -12,18 +12,24 @@ command -v sqlite3 >/dev/null || skip "sqlite3 (the shell) is not installed"
 D="$T/data"
 LIMIT=$((72 * 1024 * 1024))
 
-# Bytes of everything in the dir (allocated, as du counts them).
-dir_bytes() {
-	{ find "$1" -maxdepth 1 -type f -printf '%b\n' 2>/dev/null || true; } | awk '{ s += $1 * 512 } END { print s + 0 }'
+# files_bytes DIR [FIND TESTS...]: bytes (allocated, as du counts them)
+# of DIR's files that pass the tests (all files without any).
+files_bytes() {
+	local dir=$1
+	shift
+	{ find "$dir" -maxdepth 1 -type f "$@" -printf '%b\n' 2>/dev/null || true; } |
+		awk '{ s += $1 * 512 } END { print s + 0 }'
 }
+
+# Bytes of everything in the dir.
+dir_bytes() { files_bytes "$1"; }
 
 # The largest raw partition with its side files seen so far, bytes.
 biggest_partition() {
 	local f b max=0
 	for f in "$1"/raw-*.db; do
 		[ -e "$f" ] || continue
-		b=$({ find "$1" -maxdepth 1 -name "$(basename "$f")*" -printf '%b\n' 2>/dev/null || true; } |
-			awk '{ s += $1 * 512 } END { print s + 0 }')
+		b=$(files_bytes "$1" -name "$(basename "$f")*")
 		[ "$b" -gt "$max" ] && max=$b
 	done
 	echo "$max"
@@ -41,15 +47,14 @@ unsealed_rows() {
 # CONNECTIONS connections in all) is either in an unsealed partition or
 # counted once in flows_1m and once in flows_1h.
 assert_exact() {
-	local table written open col kind got
-	for table in flows connections; do
+	local table written open kind got
+	for table in flows connections; do # each is also the rollups' column of its count
 		written=$([ $table = flows ] && echo "$2" || echo "$3")
 		open=$(unsealed_rows "$1" "$table")
-		col=$([ $table = flows ] && echo flows || echo connections)
 		for kind in 1m 1h; do
-			got=$(sum_rollup "$1" $kind "$col")
+			got=$(sum_rollup "$1" $kind "$table")
 			[ "$got" = $((written - open)) ] ||
-				fail "sum($col) over flows_$kind is $got; $written $table written, $open in unsealed partitions"
+				fail "sum($table) over flows_$kind is $got; $written $table written, $open in unsealed partitions"
 		done
 	done
 	[ "$(sum_rollup "$1" 1m orig_bytes)" = "$(sum_rollup "$1" 1h orig_bytes)" ] ||
@@ -147,8 +152,7 @@ for run in a b c; do
 		--no-query 2>"$T/run5$run.log" || fail "run 5$run: exit $?: $(tail -n 5 "$T/run5$run.log")"
 	flows=$((flows + $(stat_value "$T/run5$run.log" rows_written_flows)))
 	conns=$((conns + $(stat_value "$T/run5$run.log" rows_written_connections)))
-	keep=$({ find "$D2" -maxdepth 1 \( -name '1[mh]-*' -o -name 'raw-*' -perm -u=w \) -printf '%b\n'; } |
-		awk '{ s += $1 * 512 } END { print s + 0 }')
+	keep=$(files_bytes "$D2" \( -name '1[mh]-*' -o -name 'raw-*' -perm -u=w \))
 	"$FLOWSTORED" retention --data "$D2" --max-disk $((keep * 10 / 9 + 65536)) >"$T/trim$run.out" ||
 		fail "retention after run 5$run: exit $?"
 	grep -q '^removed raw-' "$T/trim$run.out" || fail "retention removed nothing: $(cat "$T/trim$run.out")"
