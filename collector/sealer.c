@@ -62,6 +62,7 @@ struct sealer {
 	bool retention_due;  /* kicked, or a seal completed */
 	bool retention_held; /* sealer_hold_retention: no run starts */
 	bool in_retention;   /* a run is going on */
+	struct catalog known; /* the dir after the last run (retention_env.known) */
 	/* sealer_room(): bytes of partitions submitted so far, and what the
 	 * last retention run measured (with the total when it started) */
 	_Atomic uint64_t closed_total;
@@ -315,6 +316,7 @@ static void retention_once(struct sealer *s)
 		.may_remove_open = env_may_remove_open,
 		.ctx = s,
 		.cancel = &s->cancel,
+		.known = &s->known, /* only this thread runs retention */
 	};
 	struct retention_policy policy = s->policy;
 	struct retention_report r;
@@ -511,6 +513,7 @@ void sealer_stop(struct sealer *s)
 	}
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
+	catalog_free(&s->known);
 	free(s->dir);
 	free(s);
 }

@@ -107,6 +107,7 @@ struct run {
 	struct catalog cat;       /* the scan the plan is made from */
 	int *rolled;              /* per cat entry: rollup done (raw) */
 	char *failed;             /* per cat entry: rolling up failed this run */
+	struct rollup_marks marks; /* the rollup files' marks, as read this run */
 };
 
 /* Record the first error (its text in out->error); returns err. */
@@ -153,9 +154,10 @@ static int measure_free(struct run *r, uint64_t *free_bytes)
 	return 0;
 }
 
-static int scan(struct run *r, struct catalog *cat)
+/* A scan of the dir into cat, reusing prev's unchanged sealed partitions. */
+static int scan(struct run *r, const struct catalog *prev, struct catalog *cat)
 {
-	int rc = catalog_scan(r->dir, cat);
+	int rc = catalog_scan_since(r->dir, prev, cat);
 
 	if (rc)
 		return run_error(r, rc, "%s", schema_last_error());
@@ -252,10 +254,11 @@ static int is_sealed_raw(const struct catalog_entry *e)
 /* Whether e's rollup is done: 1, 0, or a negative errno (recorded). */
 static int rolled_status(struct run *r, const struct catalog_entry *e)
 {
-	int rc = rollup_is_done(r->dir, e->name, &e->meta, r->horizon);
+	int rc = rollup_is_done(&r->marks, r->dir, e->name, &e->meta, r->horizon);
 
 	if (rc < 0)
-		run_error(r, rc, "%s: rollup status: %s", e->name, schema_last_error());
+		run_error(r, rc, "%s: rollup status: %s", e->name,
+			  rc == -ENOMEM ? "out of memory" : schema_last_error());
 	return rc;
 }
 
@@ -271,6 +274,7 @@ static int roll_up(struct run *r, const struct catalog_entry *e)
 	memset(&res, 0, sizeof(res));
 	rc = rollup_partition(r->dir, e->name, &e->meta, r->horizon, r->out->now_ns, busy_ms,
 			      &res);
+	rollup_marks_clear(&r->marks); /* what was read may have changed */
 	if (rc)
 		return run_error(r, rc, "%s: rollup: %s", e->name, schema_last_error());
 	r->out->rolled_up++;
@@ -497,7 +501,7 @@ static int prepare(struct run *r, struct catalog *first, uint64_t *free_bytes)
 	rc = roll_up_sealed(r, first, rolled, failed);
 	if (rc)
 		goto out;
-	if ((rc = scan(r, &r->cat)) || (rc = measure_free(r, free_bytes)))
+	if ((rc = scan(r, first, &r->cat)) || (rc = measure_free(r, free_bytes)))
 		goto out;
 	rc = carry_status(r, first, rolled, failed);
 out:
@@ -536,9 +540,14 @@ static void measure_after(struct run *r)
 {
 	struct catalog cat;
 
-	if (catalog_scan(r->dir, &cat) == 0) {
+	if (catalog_scan_since(r->dir, &r->cat, &cat) == 0) {
 		r->out->bytes_after = cat.bytes;
-		catalog_free(&cat);
+		if (r->env.known) { /* the next run starts from here */
+			catalog_free(r->env.known);
+			*r->env.known = cat;
+		} else {
+			catalog_free(&cat);
+		}
 	} else {
 		run_error(r, -EIO, "%s", schema_last_error());
 	}
@@ -553,7 +562,7 @@ static int run_steps(struct run *r)
 
 	r->out->now_ns = r->env.now_ns(r->env.ctx);
 	horizons(r);
-	if ((rc = measure_free(r, &free_bytes)) || (rc = scan(r, &first)))
+	if ((rc = measure_free(r, &free_bytes)) || (rc = scan(r, r->env.known, &first)))
 		return rc;
 	r->out->free_before = free_bytes;
 	r->out->bytes_before = first.bytes;
@@ -587,6 +596,7 @@ int retention_run(const char *dir, const struct retention_policy *p,
 	catalog_free(&r.cat);
 	free(r.rolled);
 	free(r.failed);
+	rollup_marks_clear(&r.marks);
 	if (lock_fd >= 0)
 		close(lock_fd); /* releases the flock */
 	return rc ? rc : r.err;

@@ -64,6 +64,12 @@ struct retention_env {
 	void *ctx;
 	const atomic_int *cancel; /* polled between steps; may be NULL */
 	int busy_ms;              /* rollup files' busy wait; 0 = 5000 */
+	/* The data dir as an earlier run of this process left it (zeroed at
+	 * first; catalog_free it at the end), or NULL: a run does not open
+	 * again the sealed partitions listed there that are unchanged
+	 * (catalog_scan_since), and a real run replaces it with its last
+	 * scan. */
+	struct catalog *known;
 };
 
 enum retention_why {

@@ -23,7 +23,9 @@
  *     over the attached raw file and inserts the mark in the same
  *     transaction. A kill between steps leaves some targets marked; the
  *     next call skips those (done_before) and does the rest. Nothing here
- *     keeps state between calls.
+ *     keeps state between calls, except the marks a caller asks
+ *     rollup_is_done to keep (struct rollup_marks) and clears after
+ *     rolling up.
  *  3. The SELECT is two grouped SELECTs joined by UNION ALL, one per raw
  *     table, rather than one GROUP BY over their union: each sort handles
  *     one table's rows, and a rollup row counts flows or connections,
@@ -51,6 +53,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define ROLLUP_COLUMNS                                                              \
@@ -232,32 +235,102 @@ int rollup_partition(const char *dir, const char *name, const struct partition_m
 
 /* ---- asking ------------------------------------------------------------------- */
 
+/* One rollup file's marks (struct rollup_marks). */
+struct rollup_marks_file {
+	char name[SCHEMA_NAME_LEN];       /* the rollup file's */
+	char (*sources)[SCHEMA_NAME_LEN]; /* the partitions it marks, sorted */
+	size_t n;                         /* 0 too when the file does not exist */
+};
+
+void rollup_marks_clear(struct rollup_marks *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->n; i++)
+		free(m->files[i].sources);
+	free(m->files);
+	memset(m, 0, sizeof(*m));
+}
+
+/* The marks of the rollup file `file` at path: kept, or read now and kept.
+ * NULL on error (*rc says which). */
+static const struct rollup_marks_file *marks_of(struct rollup_marks *m, const char *path,
+						const char *file, int *rc)
+{
+	struct rollup_marks_file f = { 0 };
+
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->files[i].name, file) == 0)
+			return &m->files[i];
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? 2 * m->cap : 4;
+		struct rollup_marks_file *more = realloc(m->files, cap * sizeof(*more));
+
+		if (!more) {
+			*rc = -ENOMEM;
+			return NULL;
+		}
+		m->files = more;
+		m->cap = cap;
+	}
+	*rc = rollup_file_sources(path, &f.sources, &f.n);
+	if (*rc == -ENOENT)
+		*rc = 0; /* no file: nothing marked */
+	if (*rc)
+		return NULL;
+	snprintf(f.name, sizeof(f.name), "%s", file);
+	m->files[m->n] = f;
+	return &m->files[m->n++];
+}
+
+static int name_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, elem);
+}
+
 struct done_ctx {
+	struct rollup_marks *marks;
 	const char *dir, *name;
 };
+
+/* Whether t's file marks d->name: 1, 0 (also when there is no file), or a
+ * negative errno. */
+static int target_marks(const struct rollup_target *t, struct done_ctx *d)
+{
+	const struct rollup_marks_file *f;
+	char path[PATH_MAX];
+	int rc;
+
+	rc = join_path(path, sizeof(path), d->dir, t->name);
+	if (rc)
+		return rc;
+	if (!d->marks) {
+		rc = rollup_file_has(path, d->name);
+		return rc == -ENOENT ? 0 : rc;
+	}
+	f = marks_of(d->marks, path, t->name, &rc);
+	if (!f)
+		return rc;
+	return f->n && bsearch(d->name, f->sources, f->n, sizeof(*f->sources), name_cmp);
+}
 
 /* 0 to go on, 1 when t lacks its mark (stops the walk), or an error. */
 static int check_target(const struct rollup_target *t, int skipped, void *ctx)
 {
-	struct done_ctx *d = ctx;
-	char path[PATH_MAX];
 	int rc;
 
 	if (skipped)
 		return 0;
-	rc = join_path(path, sizeof(path), d->dir, t->name);
-	if (rc)
+	rc = target_marks(t, ctx);
+	if (rc < 0)
 		return rc;
-	rc = rollup_file_has(path, d->name);
-	if (rc == -ENOENT || rc == 0)
-		return 1;
-	return rc < 0 ? rc : 0;
+	return rc ? 0 : 1;
 }
 
-int rollup_is_done(const char *dir, const char *name, const struct partition_meta *meta,
-		   const int64_t horizon_ns[SCHEMA_NKINDS])
+int rollup_is_done(struct rollup_marks *marks, const char *dir, const char *name,
+		   const struct partition_meta *meta, const int64_t horizon_ns[SCHEMA_NKINDS])
 {
-	struct done_ctx d = { dir, name };
+	struct done_ctx d = { marks, dir, name };
 	int rc;
 
 	assert(dir && name && meta);

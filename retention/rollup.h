@@ -66,12 +66,30 @@ int rollup_partition(const char *dir, const char *name, const struct partition_m
 		     struct rollup_result *res);
 
 /*
+ * What the rollup files of a data dir mark, each file read once while it
+ * is kept: a retention run asks about every partition it may remove, and
+ * most of them ask the same few files (a day's 1m file, a month's 1h
+ * file), which would otherwise be opened twice per partition per run.
+ * Zero-initialise. The marks read go stale when anything is rolled up:
+ * rollup_marks_clear (which also frees them) after every rollup_partition
+ * and at the end.
+ */
+struct rollup_marks_file;
+struct rollup_marks {
+	struct rollup_marks_file *files;
+	size_t n, cap;
+};
+
+void rollup_marks_clear(struct rollup_marks *m);
+
+/*
  * Whether every target of dir/name (as rollup_partition would pick them)
  * carries its mark: 1 yes, 0 no, negative errno on error. A missing target
- * file counts as not done.
+ * file counts as not done. marks: the files' marks as read earlier, and
+ * where those read now are kept; NULL reads each target file now.
  */
-int rollup_is_done(const char *dir, const char *name, const struct partition_meta *meta,
-		   const int64_t horizon_ns[SCHEMA_NKINDS]);
+int rollup_is_done(struct rollup_marks *marks, const char *dir, const char *name,
+		   const struct partition_meta *meta, const int64_t horizon_ns[SCHEMA_NKINDS]);
 
 /*
  * The aggregate as a plain SELECT over a raw partition's tables, with the

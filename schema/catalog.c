@@ -20,6 +20,13 @@
  *     temporary file a creator holds locked (rollup_file.c, invariant 2).
  *  5. Entries are sorted by kind (raw, 1m, 1h), then by name, which is
  *     time order within a kind.
+ *  6. catalog_scan_since reuses an earlier scan's entry only for a raw
+ *     partition whose seal was whole then and whose file stat(2) shows
+ *     unchanged now (device, inode, size, mtime, ctime: sealing, writing
+ *     and chmod all move ctime), with no -wal or -journal. Everything
+ *     else, and every rollup file (rollups write into them), is read
+ *     again. The stat is taken before the read, so a change racing a
+ *     read is seen by the next scan.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -167,10 +174,59 @@ static int catalog_grow(struct catalog *c, size_t *cap)
 	return 0;
 }
 
-/* A file of ours: list it. */
-static int catalog_add(struct catalog *c, size_t *cap, const char *dir, int dfd,
-		       const char *name, enum schema_kind kind, int64_t start, unsigned seq)
+static int entry_cmp(const void *a, const void *b)
 {
+	const struct catalog_entry *x = a, *y = b;
+
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	return strcmp(x->name, y->name);
+}
+
+static void id_of(int dfd, const char *name, struct catalog_id *id)
+{
+	struct stat st;
+
+	memset(id, 0, sizeof(*id));
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW))
+		return; /* unknown: never equal to an earlier scan's */
+	id->dev = (uint64_t)st.st_dev;
+	id->ino = (uint64_t)st.st_ino;
+	id->size = (uint64_t)st.st_size;
+	id->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	id->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+/* prev's entry for e (name, kind) if it may stand for e: a whole seal of
+ * the same, unchanged file (catalog_scan_since). */
+static const struct catalog_entry *entry_unchanged(const struct catalog *prev, int dfd,
+						   const struct catalog_entry *e)
+{
+	const struct catalog_entry *old;
+	char side[SCHEMA_NAME_LEN + 16];
+
+	if (!prev || !prev->n || e->kind != SCHEMA_KIND_RAW || !e->id.ino)
+		return NULL;
+	old = bsearch(e, prev->entries, prev->n, sizeof(*e), entry_cmp);
+	if (!old || old->status != CATALOG_SEALED || old->needs_seal || !old->has_meta ||
+	    memcmp(&old->id, &e->id, sizeof(e->id)))
+		return NULL;
+	for (size_t i = 0; i < NSIDES; i++) {
+		if (strcmp(side_suffixes[i], "-shm") == 0)
+			continue; /* partition_seal_complete ignores it too */
+		snprintf(side, sizeof(side), "%s%s", e->name, side_suffixes[i]);
+		if (exists_at(dfd, side))
+			return NULL;
+	}
+	return old;
+}
+
+/* A file of ours: list it (from prev if it is unchanged there). */
+static int catalog_add(struct catalog *c, size_t *cap, const struct catalog *prev,
+		       const char *dir, int dfd, const char *name, enum schema_kind kind,
+		       int64_t start, unsigned seq)
+{
+	const struct catalog_entry *old;
 	char path[PATH_MAX];
 	struct catalog_entry *e;
 	int rc;
@@ -185,7 +241,14 @@ static int catalog_add(struct catalog *c, size_t *cap, const char *dir, int dfd,
 	e->kind = kind;
 	e->period_start_ns = start;
 	e->seq = seq;
-	rc = entry_fill(path, e);
+	id_of(dfd, name, &e->id); /* before the read: a change after it shows next time */
+	old = entry_unchanged(prev, dfd, e);
+	if (old) {
+		*e = *old;
+		rc = 1;
+	} else {
+		rc = entry_fill(path, e);
+	}
 	if (rc <= 0)
 		return rc;
 	e->bytes = entry_bytes(dfd, name);
@@ -202,8 +265,8 @@ static void catalog_leftover(struct catalog *c, int dfd, const char *name)
 }
 
 /* One directory entry: a file of ours, a side file, a leftover, or foreign. */
-static int catalog_consider(struct catalog *c, size_t *cap, const char *dir, int dfd,
-			    const char *name)
+static int catalog_consider(struct catalog *c, size_t *cap, const struct catalog *prev,
+			    const char *dir, int dfd, const char *name)
 {
 	char base[SCHEMA_NAME_LEN];
 	enum schema_kind kind;
@@ -229,16 +292,7 @@ static int catalog_consider(struct catalog *c, size_t *cap, const char *dir, int
 		c->foreign++;
 		return 0;
 	}
-	return catalog_add(c, cap, dir, dfd, name, kind, start, seq);
-}
-
-static int entry_cmp(const void *a, const void *b)
-{
-	const struct catalog_entry *x = a, *y = b;
-
-	if (x->kind != y->kind)
-		return x->kind < y->kind ? -1 : 1;
-	return strcmp(x->name, y->name);
+	return catalog_add(c, cap, prev, dir, dfd, name, kind, start, seq);
 }
 
 /* Call fn for each entry of dir, until it returns nonzero. */
@@ -268,21 +322,27 @@ static int dir_each(const char *dir, int (*fn)(const char *dir, int dfd, const c
 struct scan_ctx {
 	struct catalog c;
 	size_t cap;
+	const struct catalog *prev;
 };
 
 static int scan_one(const char *dir, int dfd, const char *name, void *ctx)
 {
 	struct scan_ctx *s = ctx;
 
-	return catalog_consider(&s->c, &s->cap, dir, dfd, name);
+	return catalog_consider(&s->c, &s->cap, s->prev, dir, dfd, name);
 }
 
 int catalog_scan(const char *dir, struct catalog *out)
 {
-	struct scan_ctx s = { { 0 }, 0 };
+	return catalog_scan_since(dir, NULL, out);
+}
+
+int catalog_scan_since(const char *dir, const struct catalog *prev, struct catalog *out)
+{
+	struct scan_ctx s = { { 0 }, 0, prev };
 	int rc;
 
-	if (!dir || !out)
+	if (!dir || !out || out == prev)
 		return schema_error(-EINVAL, dir, "catalog_scan: bad arguments");
 	memset(out, 0, sizeof(*out));
 	rc = dir_each(dir, scan_one, &s);

@@ -345,6 +345,10 @@ struct catalog_entry {
 	struct partition_meta meta;
 	uint64_t bytes; /* allocated on disk (st_blocks), side files included */
 	char error[128];  /* why, for CATALOG_BROKEN */
+	struct catalog_id { /* the file as stat(2) saw it before it was read; 0s: unknown */
+		uint64_t dev, ino, size;
+		int64_t mtime_ns, ctime_ns;
+	} id;
 };
 
 struct catalog {
@@ -360,6 +364,15 @@ struct catalog {
  * whose main file is gone are counted in temps (an interrupted delete).
  * DIR/.retention.lock is ours and counted nowhere. Free with catalog_free. */
 int catalog_scan(const char *dir, struct catalog *out);
+
+/* catalog_scan, except that a sealed raw partition listed in prev (an
+ * earlier scan of dir; NULL: none) is taken from there rather than opened
+ * again when its file is unchanged since (same device, inode, size, mtime
+ * and ctime, which no write or chmod leaves alone) and has no -wal or
+ * -journal: a whole seal is never undone in place. Retention scans every
+ * partition up to three times a run, and runs once or twice per partition
+ * the writer closes. */
+int catalog_scan_since(const char *dir, const struct catalog *prev, struct catalog *out);
 
 /*
  * The seq for a new raw partition of the period starting at period_start_ns:

@@ -285,12 +285,27 @@ static void roll(const char *dir, const char *name, const int64_t *horizon,
 		fail_msg("rollup_partition(%s): %d %s", name, rc, schema_last_error());
 }
 
+/* rollup_is_done, asked with and without kept marks: the same answer. */
 static int is_done(const char *dir, const char *name, const int64_t *horizon)
+{
+	struct rollup_marks marks = { 0 };
+	struct partition_meta m;
+	int rc, kept;
+
+	read_meta(dir, name, &m);
+	rc = rollup_is_done(NULL, dir, name, &m, horizon);
+	kept = rollup_is_done(&marks, dir, name, &m, horizon);
+	rollup_marks_clear(&marks);
+	assert_int_equal(kept, rc);
+	return rc;
+}
+
+static int is_done_kept(struct rollup_marks *marks, const char *dir, const char *name)
 {
 	struct partition_meta m;
 
 	read_meta(dir, name, &m);
-	return rollup_is_done(dir, name, &m, horizon);
+	return rollup_is_done(marks, dir, name, &m, NULL);
 }
 
 /* The set of raw partitions the random tests roll up: four hours around
@@ -879,6 +894,47 @@ static uint64_t rollup_rows(const char *dir, enum schema_kind k)
 	return n;
 }
 
+/*
+ * Marks kept over many questions (as a retention run keeps them): every
+ * answer is a fresh read's, and each rollup file asked about is read once:
+ * a second pass over the partitions reads nothing more. A done partition
+ * has every one of its targets asked; a partition not done stops at the
+ * first without its mark. Kept marks do not see later rollups; cleared,
+ * they are read again and do.
+ */
+static void test_marks_kept(void **state)
+{
+	struct fixture *f = *state;
+	struct rollup_marks marks = { 0 };
+	struct rollup_result res;
+	struct part_set s;
+	size_t held, targets_of_done;
+
+	part_set_make(f->dir, 300, 7, &s);
+	for (int i = 0; i < s.n; i += 2)
+		roll(f->dir, s.names[i], NULL, &res);
+	targets_of_done = (size_t)(count_files(f->dir, "1m-") + count_files(f->dir, "1h-"));
+	for (int i = 0; i < s.n; i++)
+		assert_int_equal(is_done_kept(&marks, f->dir, s.names[i]), i % 2 == 0);
+	held = marks.n;
+	for (int i = s.n - 1; i >= 0; i--)
+		assert_int_equal(is_done_kept(&marks, f->dir, s.names[i]), i % 2 == 0);
+	assert_int_equal(marks.n, held);
+	assert_true(held >= targets_of_done);
+
+	for (int i = 1; i < s.n; i += 2)
+		roll(f->dir, s.names[i], NULL, &res);
+	assert_true(held <= (size_t)(count_files(f->dir, "1m-") + count_files(f->dir, "1h-")));
+	assert_int_equal(is_done_kept(&marks, f->dir, s.names[1]), 0); /* stale */
+	rollup_marks_clear(&marks);
+	assert_null(marks.files);
+	for (int i = 0; i < s.n; i++)
+		assert_int_equal(is_done_kept(&marks, f->dir, s.names[i]), 1);
+	print_message("%d partitions, %zu rollup files read once for %d questions\n", s.n,
+		      held, 2 * s.n);
+	rollup_marks_clear(&marks);
+}
+
 static void test_random_partitions(void **state)
 {
 	struct fixture *f = *state;
@@ -1043,6 +1099,7 @@ int main(int argc, char **argv)
 		T(test_horizon),
 		T(test_nothing_to_roll),
 		T(test_select_sql),
+		T(test_marks_kept),
 		T(test_random_partitions),
 		T(test_killed),
 	};

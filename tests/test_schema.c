@@ -979,6 +979,84 @@ static void test_catalog_needs_seal(void **state)
 	catalog_free(&cat);
 }
 
+/* catalog_scan_since from prev, after prev's entries were marked: whether
+ * entry i came from prev (the mark) or from the file. */
+#define MARK_ROWS 777777u
+static int taken_from_prev(const char *dir, struct catalog *prev, struct catalog *cat, size_t i)
+{
+	for (size_t j = 0; j < prev->n; j++)
+		prev->entries[j].meta.tables[SCHEMA_FLOWS].rows = MARK_ROWS;
+	assert_int_equal(catalog_scan_since(dir, prev, cat), 0);
+	assert_true(i < cat->n);
+	assert_string_equal(cat->entries[i].name, prev->entries[i].name);
+	return cat->entries[i].meta.tables[SCHEMA_FLOWS].rows == MARK_ROWS;
+}
+
+/*
+ * catalog_scan_since takes a wholly sealed partition from the earlier scan
+ * while its file is unchanged, and reads it again as soon as anything about
+ * it changed: a chmod (the seal's last step undone), a -wal beside it, a
+ * new file under its name. An open partition is read again every time.
+ */
+static void test_catalog_since(void **state)
+{
+	struct fixture *f = *state;
+	struct schema_row row = flow_at(T0 + HOUR, T0 + HOUR);
+	struct catalog prev, cat;
+	struct partition *open;
+	char sealed[PATH_MAX];
+
+	snprintf(sealed, sizeof(sealed), "%s", make_partition(f, T0, 0));
+	assert_int_equal(partition_seal(sealed, T0 + HOUR, NULL), 0);
+	open = create(f, T0 + HOUR, 0);
+	add_committed(open, &row, 1);
+
+	assert_int_equal(catalog_scan(f->dir, &prev), 0);
+	assert_int_equal(prev.n, 2);
+	assert_true(taken_from_prev(f->dir, &prev, &cat, 0));
+	assert_int_equal(cat.entries[0].status, CATALOG_SEALED);
+	assert_int_equal(cat.entries[0].needs_seal, 0);
+	assert_int_equal(cat.entries[0].bytes, prev.entries[0].bytes);
+	assert_int_equal(cat.bytes, prev.bytes);
+	catalog_free(&cat);
+	assert_false(taken_from_prev(f->dir, &prev, &cat, 1)); /* open: read */
+	assert_int_equal(cat.entries[1].meta.tables[SCHEMA_FLOWS].rows, 1);
+	catalog_free(&cat);
+
+	/* a chmod moves ctime: read again, and the seal is not whole */
+	assert_int_equal(chmod(sealed, 0644), 0);
+	assert_false(taken_from_prev(f->dir, &prev, &cat, 0));
+	assert_int_equal(cat.entries[0].needs_seal, 1);
+	assert_int_equal(cat.entries[0].meta.tables[SCHEMA_FLOWS].rows, 2);
+	catalog_free(&cat);
+	assert_int_equal(chmod(sealed, 0444), 0);
+	assert_false(taken_from_prev(f->dir, &prev, &cat, 0)); /* mode as before, ctime not */
+	assert_int_equal(cat.entries[0].needs_seal, 0);
+	catalog_free(&prev);
+	prev = cat;
+
+	/* a -wal beside it */
+	write_file(path_of(f, T0_NAME "-wal"), "", 0);
+	assert_false(taken_from_prev(f->dir, &prev, &cat, 0));
+	assert_int_equal(cat.entries[0].needs_seal, 1);
+	catalog_free(&cat);
+	assert_int_equal(unlink(path_of(f, T0_NAME "-wal")), 0);
+	assert_true(taken_from_prev(f->dir, &prev, &cat, 0));
+	catalog_free(&cat);
+
+	/* another file under the name: read, and found broken */
+	assert_int_equal(unlink(sealed), 0);
+	write_file(sealed, "not a partition any more", 24);
+	assert_false(taken_from_prev(f->dir, &prev, &cat, 0));
+	assert_int_equal(cat.entries[0].status, CATALOG_BROKEN);
+	catalog_free(&cat);
+
+	/* prev cannot be the output */
+	assert_int_equal(catalog_scan_since(f->dir, &prev, &prev), -EINVAL);
+	catalog_free(&prev);
+	partition_close(open);
+}
+
 /* A process killed inside a write transaction on a sealed (rollback
  * journal) partition: what a crash in the seal's last step leaves. */
 static void kill_mid_transaction(const char *path)
@@ -1258,6 +1336,7 @@ int main(void)
 		T(test_seal_refuses_foreign),
 		T(test_catalog),
 		T(test_catalog_needs_seal),
+		T(test_catalog_since),
 		T(test_hot_journal),
 		T(test_catalog_foreign_sqlite),
 		T(test_catalog_renamed),
