@@ -1077,6 +1077,50 @@ static void test_run_rolls_up_first(void **state)
 			 2 * CONNS_PER_PART);
 }
 
+/*
+ * Runs that keep the dir's catalog between them (env.known, as the daemon
+ * does) see what changed in between: a partition whose seal is no longer
+ * whole (its chmod undone) is not taken from the kept catalog as sealed,
+ * so it is kept like any unsealed one, while its unchanged neighbour ages
+ * out. Partitions rolled up by the first run count as rolled up in the
+ * second.
+ */
+static void test_run_known(void **state)
+{
+	const char *dir = *state;
+	struct retention_policy p = no_limits();
+	struct retention_report r;
+	struct world w = { 0 };
+	struct retention_env env = world_env(&w);
+	struct catalog known = { 0 };
+	char a[SCHEMA_NAME_LEN], b[SCHEMA_NAME_LEN], c[SCHEMA_NAME_LEN];
+
+	strcpy(a, make_raw(dir, at(2026, 11, 24, 10), RAW_SEALED, NULL));
+	strcpy(b, make_raw(dir, at(2026, 11, 24, 11), RAW_SEALED, NULL));
+	strcpy(c, raw_sealed_rolled(dir, at(2026, 11, 27, 10)));
+	env.known = &known;
+
+	assert_int_equal(retention_run(dir, &p, &env, 0, &r), 0); /* rolls a and b up */
+	assert_int_equal(r.n, 0);
+	assert_int_equal(r.rolled_up, 2);
+	retention_report_free(&r);
+	assert_true(known.n >= 3);
+	assert_string_equal(known.entries[0].name, a);
+	assert_int_equal(known.entries[0].status, CATALOG_SEALED);
+	assert_int_equal(known.entries[0].needs_seal, 0);
+
+	assert_int_equal(chmod(path_in(dir, a), 0644), 0); /* a seal whose chmod died */
+	p.retain_ns[SCHEMA_KIND_RAW] = 2 * DAY;
+	assert_int_equal(retention_run(dir, &p, &env, 0, &r), 0);
+	assert_actions(&r, (struct want[]){ { b, RETENTION_AGE, 0 } }, 1);
+	assert_int_equal(r.rolled_up, 0);
+	assert_int_equal(r.kept_unsealed, 1);
+	retention_report_free(&r);
+	assert_true(exists(dir, a) && !exists(dir, b) && exists(dir, c));
+	assert_int_equal(known.entries[0].needs_seal, 1); /* the kept catalog follows */
+	catalog_free(&known);
+}
+
 /* A partition whose rollup fails (a broken 1m file of its day in the way)
  * stays, the error is reported, and the others still go. */
 static void test_run_rollup_failure(void **state)
@@ -1511,6 +1555,7 @@ int main(void)
 		T(test_run_min_free),
 		T(test_run_never),
 		T(test_run_rolls_up_first),
+		T(test_run_known),
 		T(test_run_rollup_failure),
 		T(test_dry_run_matches),
 		T(test_interrupted_runs),
