@@ -197,13 +197,12 @@ static void id_of(int dfd, const char *name, struct catalog_id *id)
 	id->ctime_ns = (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
 }
 
-/* prev's entry for e (name, kind) if it may stand for e: a whole seal of
- * the same, unchanged file (catalog_scan_since). */
-static const struct catalog_entry *entry_unchanged(const struct catalog *prev, int dfd,
+/* prev's entry for e (name, kind; its file at path) if it may stand for e:
+ * a whole seal of the same, unchanged file (catalog_scan_since). */
+static const struct catalog_entry *entry_unchanged(const struct catalog *prev, const char *path,
 						   const struct catalog_entry *e)
 {
 	const struct catalog_entry *old;
-	char side[SCHEMA_NAME_LEN + 16];
 
 	if (!prev || !prev->n || e->kind != SCHEMA_KIND_RAW || !e->id.ino)
 		return NULL;
@@ -211,13 +210,9 @@ static const struct catalog_entry *entry_unchanged(const struct catalog *prev, i
 	if (!old || old->status != CATALOG_SEALED || old->needs_seal || !old->has_meta ||
 	    memcmp(&old->id, &e->id, sizeof(e->id)))
 		return NULL;
-	for (size_t i = 0; i < NSIDES; i++) {
-		if (strcmp(side_suffixes[i], "-shm") == 0)
-			continue; /* partition_seal_complete ignores it too */
-		snprintf(side, sizeof(side), "%s%s", e->name, side_suffixes[i]);
-		if (exists_at(dfd, side))
-			return NULL;
-	}
+	/* the side files partition_seal_complete looks for */
+	if (schema_side_file_exists(path, "-wal") || schema_side_file_exists(path, "-journal"))
+		return NULL;
 	return old;
 }
 
@@ -242,7 +237,7 @@ static int catalog_add(struct catalog *c, size_t *cap, const struct catalog *pre
 	e->period_start_ns = start;
 	e->seq = seq;
 	id_of(dfd, name, &e->id); /* before the read: a change after it shows next time */
-	old = entry_unchanged(prev, dfd, e);
+	old = entry_unchanged(prev, path, e);
 	if (old) {
 		*e = *old;
 		rc = 1;
